@@ -1,0 +1,2 @@
+//! cobrowse-proxy: a universal co-browsing proxy.
+pub mod url_codec;

@@ -1,0 +1,158 @@
+use super::*;
+use std::sync::Arc;
+
+fn public() -> PublicOrigin {
+    PublicOrigin::parse("http://localhost:8080").unwrap()
+}
+
+fn sid() -> SessionId {
+    SessionId::parse("k3x9q2m7wa").unwrap()
+}
+
+fn round_trip(target: &str) -> String {
+    let url = Url::parse(target).unwrap();
+    let origin = TargetOrigin::from_url(&url).unwrap();
+    let host = public().proxy_host(&sid(), &origin);
+    for label in host.split('.') {
+        assert!(label.len() <= 63, "label over 63 bytes in {host}");
+        assert!(!label.is_empty(), "empty label in {host}");
+    }
+    let (s, back) = public().decode_authority(&format!("{host}:8080")).unwrap();
+    assert_eq!(s, sid());
+    assert_eq!(back, origin, "round trip of {target} via {host}");
+    host
+}
+
+#[test]
+fn plain_https_origin() {
+    assert_eq!(
+        round_trip("https://www.shop.test/a"),
+        "www.shop.test.k3x9q2m7wa-s.localhost"
+    );
+}
+
+#[test]
+fn http_with_port() {
+    assert_eq!(
+        round_trip("http://cdn.shop.test:8443/"),
+        "cdn.shop.test.k3x9q2m7wa-h-8443.localhost"
+    );
+}
+
+#[test]
+fn default_ports_are_canonical() {
+    assert_eq!(round_trip("https://a.test:443/"), round_trip("https://a.test/"));
+    assert_eq!(round_trip("http://a.test:80/"), round_trip("http://a.test/"));
+    assert_ne!(round_trip("http://a.test/"), round_trip("https://a.test/"));
+    assert_ne!(round_trip("https://a.test:444/"), round_trip("https://a.test/"));
+}
+
+#[test]
+fn long_host_names_keep_labels_short() {
+    let label = "a".repeat(63);
+    let host = format!("{label}.{label}.{label}.example");
+    round_trip(&format!("https://{host}/"));
+}
+
+#[test]
+fn idn_hosts_travel_as_punycode() {
+    let host = round_trip("https://bücher.example/");
+    assert!(host.starts_with("xn--bcher-kva.example."), "{host}");
+}
+
+#[test]
+fn ip_literals() {
+    assert_eq!(
+        round_trip("http://[2001:db8::1]:8080/"),
+        "2001-db8-0-0-0-0-0-1.k3x9q2m7wa-h6-8080.localhost"
+    );
+    round_trip("https://[::ffff:1.2.3.4]/");
+    round_trip("https://[::]/");
+    assert_eq!(round_trip("http://1.2.3.4/"), "1.2.3.4.k3x9q2m7wa-h.localhost");
+    // WHATWG IPv4 forms normalise before encoding.
+    assert_eq!(round_trip("http://0x7f.1/"), "127.0.0.1.k3x9q2m7wa-h.localhost");
+}
+
+#[test]
+fn single_label_and_fqdn_hosts() {
+    round_trip("http://intranet/");
+    let fq = round_trip("https://shop.test./");
+    assert_ne!(fq, round_trip("https://shop.test/"));
+}
+
+#[test]
+fn non_canonical_or_foreign_hosts_are_refused() {
+    let p = public();
+    assert_eq!(p.decode_authority("localhost:8080"), Err(CodecError::NotProxyHost));
+    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-s.localhost:9090"), Err(CodecError::NotProxyHost));
+    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-s.evil.test:8080"), Err(CodecError::NotProxyHost));
+    assert_eq!(p.decode_authority("x.test.k3x9q2m7w-s.localhost:8080"), Err(CodecError::BadTag));
+    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-q.localhost:8080"), Err(CodecError::BadTag));
+    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-s-443.localhost:8080"), Err(CodecError::BadTargetHost));
+    assert_eq!(p.decode_authority("k3x9q2m7wa-s.localhost:8080"), Err(CodecError::BadTag));
+    assert!(p.decode_authority("0x7f.1.k3x9q2m7wa-s.localhost:8080").is_err());
+}
+
+#[test]
+fn origins_never_collide_with_console() {
+    let p = public();
+    assert!(p.is_public_authority("localhost:8080"));
+    assert!(p.is_public_authority("LOCALHOST:8080"));
+    assert!(!p.is_public_authority("localhost:8081"));
+    assert!(!p.is_public_authority("www.shop.test.k3x9q2m7wa-s.localhost:8080"));
+}
+
+fn map() -> ProxyMap {
+    ProxyMap::new(Arc::new(public()), sid())
+}
+
+#[test]
+fn references_that_need_no_work() {
+    let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
+    for r in [
+        "/root.css", "rel.png", "../up", "?q=1", "#frag", "", "data:text/plain,hi",
+        "blob:https://www.shop.test/uuid", "javascript:void(0)", "about:blank", "mailto:a@b.test",
+        "tel:123", "c:d",
+    ] {
+        assert_eq!(map().rewrite_reference(&base, r), None, "{r}");
+    }
+}
+
+#[test]
+fn references_to_other_origins_are_proxied() {
+    let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
+    let m = map();
+    let cases = [
+        ("https://cdn.shop.test/a.png", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a.png"),
+        ("//cdn.shop.test/a.png", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a.png"),
+        ("\\\\cdn.shop.test/a", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
+        ("/\\cdn.shop.test/a", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
+        (" HTTPS://CDN.shop.test/a ", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
+        ("h\tttps://cdn.shop.test/a", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
+        ("http:other.test/x", "http://other.test.k3x9q2m7wa-h.localhost:8080/x"),
+        ("https:same", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/dir/same"),
+        ("wss://api.shop.test/ws", "ws://api.shop.test.k3x9q2m7wa-s.localhost:8080/ws"),
+        ("https://www.shop.test/self", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/self"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(m.rewrite_reference(&base, input).as_deref(), Some(want), "{input}");
+    }
+}
+
+#[test]
+fn already_proxied_urls_are_left_alone() {
+    let base = Url::parse("https://www.shop.test/").unwrap();
+    let m = map();
+    assert_eq!(m.rewrite_reference(&base, "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"), None);
+    assert_eq!(m.rewrite_reference(&base, "http://localhost:8080/agent.js"), None);
+}
+
+#[test]
+fn proxy_urls_map_back() {
+    let m = map();
+    let target = Url::parse("https://cdn.shop.test:8443/a/b?c=d#e").unwrap();
+    let proxied = m.to_proxy(&target).unwrap();
+    assert_eq!(m.to_target(&proxied).unwrap(), target);
+    let other = Url::parse("http://cdn.shop.test.aaaaaaaaaa-s.localhost:8080/").unwrap();
+    assert_eq!(m.to_target(&other), None, "another session's host is not ours");
+}
