@@ -1,1 +1,156 @@
-fn main(){}
+//! The `cobrowse-proxy` command: parse the CLI, build the configuration, run. Nothing else lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cobrowse_proxy::config::{Config, FileConfig, Overrides};
+
+#[derive(Parser)]
+#[command(name = "cobrowse-proxy", version, about = "A universal co-browsing proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy: console, API, relay and every proxied site on one listener.
+    Serve(ServeArgs),
+    /// Ask a running server for a session and print the visitor and agent links.
+    Link {
+        /// The page to co-browse.
+        url: String,
+        /// The server's public URL.
+        #[arg(long, env = "COBROWSE_SERVER", default_value = "http://localhost:8080")]
+        server: String,
+        /// API token, when the server requires one.
+        #[arg(long, env = "COBROWSE_API_TOKEN")]
+        api_token: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "COBROWSE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The proxy's own origin [default: http://localhost:<port>]; sites are served on its subdomains.
+    #[arg(long, env = "COBROWSE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Map a host or *.suffix to an address for upstream connections: PATTERN=IP or PATTERN=IP:PORT.
+    #[arg(long, env = "COBROWSE_RESOLVE", value_delimiter = ',')]
+    resolve: Vec<String>,
+    /// Extra trusted root certificates (PEM) for upstream TLS.
+    #[arg(long, env = "COBROWSE_UPSTREAM_CA", value_delimiter = ',')]
+    upstream_ca: Vec<PathBuf>,
+    /// Token required for the API (mandatory when listening off loopback).
+    #[arg(long, env = "COBROWSE_API_TOKEN")]
+    api_token: Option<String>,
+    /// TOML configuration file; every flag has a key of the same name (with underscores).
+    #[arg(long, env = "COBROWSE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Link {
+            url,
+            server,
+            api_token,
+        } => runtime.block_on(cobrowse_proxy_cli::link(&url, &server, api_token.as_deref())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(|e| e.to_string())?,
+        None => FileConfig::default(),
+    };
+    let overrides = Overrides {
+        listen: args.listen,
+        public_url: args.public_url,
+        resolve: args.resolve,
+        upstream_ca: args.upstream_ca,
+        api_token: args.api_token,
+    };
+    let config = Config::build(file, overrides).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    eprintln!(
+        "cobrowse-proxy listening on {}; console at {}/",
+        config.listen,
+        config.public.origin()
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    cobrowse_proxy::run(config, listener, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COBROWSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("cobrowse-proxy: {message}");
+    ExitCode::FAILURE
+}
+
+/// The `link` subcommand: a tiny API client.
+mod cobrowse_proxy_cli {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    pub async fn link(url: &str, server: &str, token: Option<&str>) -> Result<(), String> {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+        let body = serde_json::json!({ "url": url }).to_string();
+        let endpoint = format!("{}/api/sessions", server.trim_end_matches('/'));
+        let mut req = http::Request::post(endpoint.as_str())
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| format!("bad server URL {endpoint}: {e}"))?;
+        let response = client
+            .request(req)
+            .await
+            .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|_| format!("server answered {status} with no JSON"))?;
+        if !status.is_success() {
+            return Err(json["error"].as_str().unwrap_or("request failed").to_owned());
+        }
+        println!("visitor: {}", json["visitor_url"].as_str().unwrap_or_default());
+        println!("agent:   {}", json["agent_url"].as_str().unwrap_or_default());
+        println!("expires: {}", json["expires_at"].as_str().unwrap_or_default());
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! The agent script: served from the public origin with a validator, and the `<script>` tag that every
+//! proxied page gets. What the script does lives in `agent/`.
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::body::{empty, full, ProxyBody};
+use crate::url_codec::{PublicOrigin, SessionId};
+
+pub const PATH: &str = "/__cobrowse/agent.js";
+const SOURCE: &str = include_str!("../agent/agent.js");
+
+pub struct Agent {
+    etag: HeaderValue,
+}
+
+impl Agent {
+    pub fn new() -> Agent {
+        let digest = Sha256::digest(SOURCE.as_bytes());
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        Agent {
+            etag: HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"0\"")),
+        }
+    }
+
+    /// Serves the script. It is loaded cross-origin by every proxied page, including pages that demand
+    /// CORP (`Cross-Origin-Embedder-Policy: require-corp`), so it says it may be embedded anywhere.
+    pub fn serve(&self, request: &HeaderMap) -> Response<ProxyBody> {
+        let fresh = request
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == self.etag.as_bytes());
+        let mut response = if fresh {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        } else {
+            Response::new(full(SOURCE))
+        };
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(header::ETAG, self.etag.clone());
+        h.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        response
+    }
+}
+
+impl Default for Agent {
+    fn default() -> Agent {
+        Agent::new()
+    }
+}
+
+/// The tag injected into pages. Well-formed XML too, so XHTML pages stay valid.
+pub fn script_tag(public: &PublicOrigin, session: &SessionId, nonce: &str) -> String {
+    format!(
+        "<script src=\"{}{PATH}\" data-cobrowse-session=\"{session}\" nonce=\"{nonce}\"></script>",
+        public.origin()
+    )
+}

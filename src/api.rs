@@ -1,0 +1,170 @@
+//! The public origin: session API, console page, agent script, health and metrics.
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use url::Url;
+
+use crate::body::{full, ProxyBody};
+use crate::error::ProxyError;
+use crate::session::Session;
+use crate::url_codec::TargetOrigin;
+use crate::Shared;
+
+const CONSOLE_HTML: &str = include_str!("../agent/console.html");
+const CONSOLE_JS: &str = include_str!("../agent/console.js");
+
+/// Strict headers for everything the public origin serves: it must never be framed by, or leak to, a
+/// proxied site.
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    let path = req.uri().path().to_owned();
+    let mut response = match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
+        (Method::GET, "/metrics") => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            shared.metrics.render(),
+        ),
+        (Method::POST, "/api/sessions") => create_session(shared, req).await?,
+        (Method::GET, "/go") => go(shared, &req)?,
+        (Method::GET, crate::agent::PATH) => return Ok(shared.agent.serve(req.headers())),
+        (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CONSOLE_HTML),
+        (Method::GET, "/__cobrowse/console.js") => {
+            text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)
+        }
+        (Method::GET, p) if p.starts_with("/agent/") => agent_view(shared, p)?,
+        (_, "/api/sessions" | "/healthz" | "/metrics" | "/go") => return Err(ProxyError::MethodNotAllowed),
+        _ => return Err(ProxyError::NotFound),
+    };
+    secure_headers(response.headers_mut());
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct CreateSession {
+    url: String,
+}
+
+async fn create_session(shared: &Shared, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    authorize(shared, req.headers(), None)?;
+    let limit = shared.config.limits.max_api_body;
+    let bytes = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|_| ProxyError::PayloadTooLarge)?
+        .to_bytes();
+    let body: CreateSession = serde_json::from_slice(&bytes)
+        .map_err(|e| ProxyError::BadRequest(format!("expected JSON {{\"url\": \"…\"}}: {e}")))?;
+    let session = start_session(shared, &body.url)?;
+    let json = serde_json::json!({
+        "id": session.id.as_str(),
+        "visitor_url": visitor_url(shared, &session)?,
+        "agent_url": agent_url(shared, &session),
+        "expires_at": rfc3339(session.expires_at),
+    });
+    Ok(text(StatusCode::CREATED, "application/json", json.to_string()))
+}
+
+fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    let query = req.uri().query().unwrap_or_default();
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    authorize(shared, req.headers(), param("token").as_deref())?;
+    let target = param("url").ok_or_else(|| ProxyError::BadRequest("missing ?url=".into()))?;
+    let session = start_session(shared, &target)?;
+    let location = visitor_url(shared, &session)?;
+    let mut response = text(StatusCode::FOUND, "text/plain", "");
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// The API token, when one is configured, as a Bearer header (or `token` parameter for `/go` links).
+fn authorize(shared: &Shared, headers: &http::HeaderMap, param: Option<&str>) -> Result<(), ProxyError> {
+    let Some(expected) = shared.config.api_token.as_deref() else {
+        return Ok(());
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = bearer.or(param).unwrap_or_default();
+    let same = given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ProxyError::Unauthorized)
+    }
+}
+
+fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session>, ProxyError> {
+    let url = Url::parse(target.trim())
+        .map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
+    let origin = TargetOrigin::from_url(&url)
+        .map_err(|e| ProxyError::BadRequest(format!("cannot co-browse this URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ProxyError::BadRequest("only http and https URLs can be co-browsed".into()));
+    }
+    if shared.public.covers_host(&origin.host_str()) {
+        return Err(ProxyError::Forbidden("that URL is the proxy itself".into()));
+    }
+    Ok(shared.sessions.create(url))
+}
+
+fn visitor_url(shared: &Shared, session: &Session) -> Result<String, ProxyError> {
+    let map = crate::url_codec::ProxyMap::new(shared.public.clone(), session.id.clone());
+    map.to_proxy(&session.start)
+        .map(String::from)
+        .ok_or_else(|| ProxyError::Internal("cannot map the session URL".into()))
+}
+
+fn agent_url(shared: &Shared, session: &Session) -> String {
+    format!("{}/agent/{}", shared.public.origin(), session.id)
+}
+
+/// The agent's page for a session. The live view itself arrives with the relay.
+fn agent_view(shared: &Shared, path: &str) -> Result<Response<ProxyBody>, ProxyError> {
+    let id = path.trim_start_matches("/agent/");
+    let session = crate::url_codec::SessionId::parse(id)
+        .and_then(|id| shared.sessions.get(&id))
+        .ok_or(ProxyError::SessionNotFound)?;
+    let target = htmlize::escape_text(session.start.as_str());
+    let page = format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Session {id}</title></head><body>\
+         <h1>Session {id}</h1><p>Started at <code>{target}</code>.</p>\
+         <p id=status>Waiting for the visitor.</p></body></html>"
+    );
+    Ok(text(StatusCode::OK, "text/html; charset=utf-8", page))
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn secure_headers(h: &mut http::HeaderMap) {
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}

@@ -1,0 +1,310 @@
+//! Configuration: embedded defaults, an optional TOML file, `COBROWSE_*` environment variables and CLI flags,
+//! in rising priority. Everything is validated once here so the rest of the crate gets typed values.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::url_codec::{CodecError, PublicOrigin};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid --resolve {0:?}: expected PATTERN=IP or PATTERN=IP:PORT (PATTERN: host or *.suffix)")]
+    Resolve(String),
+    #[error("invalid --public-url: {0}")]
+    PublicUrl(#[from] CodecError),
+    #[error("listening on non-loopback address {0} requires an API token (--api-token)")]
+    TokenRequired(SocketAddr),
+}
+
+/// The file form of the configuration: every key is optional and defaults as documented on [`Config`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub resolve: Vec<String>,
+    pub upstream_ca: Vec<PathBuf>,
+    pub api_token: Option<String>,
+    pub limits: Limits,
+    pub upstream: UpstreamTimeouts,
+    pub session_ttl_secs: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Byte and count limits that keep memory bounded whatever a client or upstream sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most decompressed bytes of one body we rewrite; past it the stream is cut (compression bombs).
+    /// Default 256 MiB.
+    pub max_decoded_body: u64,
+    /// Most decompressed bytes per compressed byte before a body counts as a bomb. Default 1000.
+    pub max_decode_ratio: u64,
+    /// Memory lol_html may use for one document before it bails out to passthrough. Default 16 MiB.
+    pub html_memory: usize,
+    /// Most bytes of one `<style>` or import map buffered for rewriting. Default 4 MiB.
+    pub inline_buffer: usize,
+    /// Most bytes a stylesheet rewriter carries between chunks. Default 4 MiB.
+    pub css_carry: usize,
+    /// Most concurrent client connections. Default 10,000.
+    pub max_connections: usize,
+    /// Most bytes of a JSON API request body. Default 16 KiB.
+    pub max_api_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_decoded_body: 256 << 20,
+            max_decode_ratio: 1000,
+            html_memory: 16 << 20,
+            inline_buffer: 4 << 20,
+            css_carry: 4 << 20,
+            max_connections: 10_000,
+            max_api_body: 16 << 10,
+        }
+    }
+}
+
+/// Upstream timeouts, in milliseconds in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamTimeouts {
+    /// TCP + TLS connect. Default 10 s.
+    pub connect_ms: u64,
+    /// From request sent to response headers. Default 30 s.
+    pub headers_ms: u64,
+    /// Longest silence between two body chunks. Default 60 s.
+    pub body_idle_ms: u64,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> UpstreamTimeouts {
+        UpstreamTimeouts {
+            connect_ms: 10_000,
+            headers_ms: 30_000,
+            body_idle_ms: 60_000,
+        }
+    }
+}
+
+impl UpstreamTimeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub fn headers(&self) -> Duration {
+        Duration::from_millis(self.headers_ms)
+    }
+    pub fn body_idle(&self) -> Duration {
+        Duration::from_millis(self.body_idle_ms)
+    }
+}
+
+/// A `--resolve` rule: upstream connections to matching hosts go to `addr` (and `port`, when given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveRule {
+    pattern: HostPattern,
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `*.test` matches every name ending in `.test` (not `test` itself).
+    Suffix(String),
+}
+
+impl ResolveRule {
+    pub fn parse(spec: &str) -> Result<ResolveRule, ConfigError> {
+        let bad = || ConfigError::Resolve(spec.to_owned());
+        let (pattern, addr) = spec.split_once('=').ok_or_else(bad)?;
+        let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
+        let pattern = match pattern.strip_prefix("*.") {
+            Some(suffix) if !suffix.is_empty() => HostPattern::Suffix(format!(".{suffix}")),
+            Some(_) => return Err(bad()),
+            None if !pattern.is_empty() && !pattern.contains('*') => HostPattern::Exact(pattern),
+            None => return Err(bad()),
+        };
+        let addr = addr.trim();
+        let (addr, port) = match addr.parse::<SocketAddr>() {
+            Ok(sa) => (sa.ip(), Some(sa.port())),
+            Err(_) => (addr.parse::<IpAddr>().map_err(|_| bad())?, None),
+        };
+        Ok(ResolveRule {
+            pattern,
+            addr,
+            port,
+        })
+    }
+
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        match &self.pattern {
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host.is_char_boundary(host.len() - s.len())
+                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Default `http://localhost:<listen port>`.
+    pub public: PublicOrigin,
+    pub resolve: Vec<ResolveRule>,
+    pub upstream_ca: Vec<PathBuf>,
+    pub api_token: Option<String>,
+    pub limits: Limits,
+    pub upstream: UpstreamTimeouts,
+    /// How long a session's links work. Default 24 h.
+    pub session_ttl: Duration,
+}
+
+/// Values given on the command line or in the environment; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub resolve: Vec<String>,
+    pub upstream_ca: Vec<PathBuf>,
+    pub api_token: Option<String>,
+}
+
+impl Config {
+    /// Defaults, then the file, then the overrides (CLI flags, which clap already merged with `COBROWSE_*`).
+    pub fn build(file: FileConfig, over: Overrides) -> Result<Config, ConfigError> {
+        let listen = over
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let public_url = over
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://localhost:{}", listen.port()));
+        let resolve_specs = if over.resolve.is_empty() {
+            file.resolve
+        } else {
+            over.resolve
+        };
+        let resolve = resolve_specs
+            .iter()
+            .map(|s| ResolveRule::parse(s))
+            .collect::<Result<_, _>>()?;
+        let upstream_ca = if over.upstream_ca.is_empty() {
+            file.upstream_ca
+        } else {
+            over.upstream_ca
+        };
+        let api_token = over.api_token.or(file.api_token).filter(|t| !t.is_empty());
+        if !listen.ip().is_loopback() && api_token.is_none() {
+            return Err(ConfigError::TokenRequired(listen));
+        }
+        Ok(Config {
+            listen,
+            public: PublicOrigin::parse(&public_url)?,
+            resolve,
+            upstream_ca,
+            api_token,
+            limits: file.limits,
+            upstream: file.upstream,
+            session_ttl: Duration::from_secs(file.session_ttl_secs.unwrap_or(24 * 3600)),
+        })
+    }
+
+    /// A configuration for tests and tools: defaults on the given listener.
+    pub fn for_listener(listen: SocketAddr) -> Result<Config, ConfigError> {
+        let over = Overrides {
+            listen: Some(listen),
+            ..Overrides::default()
+        };
+        Config::build(FileConfig::default(), over)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_rules() {
+        let r = ResolveRule::parse("*.test=127.0.0.1:9000").unwrap();
+        assert!(r.matches("www.shop.test"));
+        assert!(r.matches("WWW.SHOP.TEST."));
+        assert!(!r.matches("test"));
+        assert!(!r.matches("atest"));
+        assert_eq!(r.port, Some(9000));
+        let r = ResolveRule::parse("www.shop.test=::1").unwrap();
+        assert!(r.matches("www.shop.test"));
+        assert!(!r.matches("x.www.shop.test"));
+        assert_eq!(r.port, None);
+        let r = ResolveRule::parse("a.test=[::1]:80").unwrap();
+        assert_eq!(r.port, Some(80));
+        for bad in ["", "x", "*=1.2.3.4", "*.=1.2.3.4", "a.test=nope", "a*b=1.2.3.4"] {
+            assert!(ResolveRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overrides_beat_file_and_defaults_fill_in() {
+        let file: FileConfig =
+            toml::from_str("public_url = \"http://file.localhost:1\"\nresolve = [\"a.test=1.2.3.4\"]")
+                .unwrap();
+        let over = Overrides {
+            public_url: Some("http://cli.localhost:2".into()),
+            ..Overrides::default()
+        };
+        let c = Config::build(file, over).unwrap();
+        assert_eq!(c.public.host(), "cli.localhost");
+        assert_eq!(c.resolve.len(), 1);
+        assert_eq!(c.listen.port(), 8080);
+    }
+
+    #[test]
+    fn public_listener_needs_a_token() {
+        let over = Overrides {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::build(FileConfig::default(), over),
+            Err(ConfigError::TokenRequired(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+}

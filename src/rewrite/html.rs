@@ -1,0 +1,407 @@
+//! HTML, streamed through lol_html: URL-bearing attributes, `<base>`, `<meta http-equiv>`, inline styles and
+//! `<style>` (through the CSS rewriter), import maps, `integrity`, and the agent `<script>` injected once,
+//! before any page script.
+//!
+//! Most URLs in a page are relative or root-relative; on a per-origin proxy host those resolve correctly
+//! as written, so each handler first asks [`needs_resolving`] on the raw value and returns at once. Only
+//! values naming another origin are entity-decoded, resolved and rewritten.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lol_html::html_content::{ContentType, Element, TextChunk};
+use lol_html::send::{HtmlRewriter, Settings};
+use lol_html::{element, end, text, AsciiCompatibleEncoding, MemorySettings};
+use url::Url;
+
+use super::css::rewrite_css_str;
+use super::{srcset, RewriteError, Transform};
+use crate::headers::{csp, refresh};
+use crate::url_codec::{needs_resolving, ProxyMap, TargetOrigin};
+
+/// Attributes whose whole value is one URL, by the selector that finds them (HTML, SVG and obsolete ones
+/// browsers still load).
+const URL_ATTRIBUTES: &[(&str, &str)] = &[
+    ("[href]", "href"),
+    ("[src]", "src"),
+    ("[action]", "action"),
+    ("[formaction]", "formaction"),
+    ("[poster]", "poster"),
+    ("object[data]", "data"),
+    ("object[codebase]", "codebase"),
+    ("applet[codebase]", "codebase"),
+    ("[cite]", "cite"),
+    ("[background]", "background"),
+    ("[longdesc]", "longdesc"),
+    ("html[manifest]", "manifest"),
+    ("[icon]", "icon"),
+    ("[lowsrc]", "lowsrc"),
+    ("[xlink\\:href]", "xlink:href"),
+];
+
+/// Attributes holding URL lists.
+const SRCSET_ATTRIBUTES: &[(&str, &str)] = &[("[srcset]", "srcset"), ("[imagesrcset]", "imagesrcset")];
+
+/// Everything one document's rewrite needs.
+pub struct HtmlContext {
+    pub map: ProxyMap,
+    /// The document's target URL.
+    pub url: Url,
+    pub target: TargetOrigin,
+    /// The agent `<script>` tag, injected once.
+    pub agent_tag: String,
+    pub agent: csp::AgentSources,
+    pub encoding: AsciiCompatibleEncoding,
+    pub memory_limit: usize,
+    /// Cap on one `<style>` or import map held for rewriting; larger ones pass as they are.
+    pub inline_limit: usize,
+}
+
+/// Per-document state the handlers share. Handlers run one at a time, so the lock is never contended.
+struct Doc {
+    map: ProxyMap,
+    url: Url,
+    target: TargetOrigin,
+    agent: csp::AgentSources,
+    /// What relative URLs resolve against: the document URL until a `<base href>` says otherwise.
+    base: Url,
+    base_seen: bool,
+    injected: bool,
+    inline: String,
+    inline_overflow: bool,
+    inline_limit: usize,
+}
+
+type Shared = Arc<Mutex<Doc>>;
+
+fn lock(doc: &Shared) -> MutexGuard<'_, Doc> {
+    // A panic cannot happen inside a handler holding the lock; recover the data regardless.
+    doc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The rewriter, behind the [`Transform`] interface the body pipeline drives.
+pub struct HtmlTransform {
+    rewriter: Option<HtmlRewriter<'static, Sink>>,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+pub struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl lol_html::OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(chunk);
+    }
+}
+
+impl HtmlTransform {
+    pub fn new(ctx: HtmlContext) -> HtmlTransform {
+        let output = Arc::new(Mutex::new(Vec::with_capacity(16 << 10)));
+        let settings = settings(ctx);
+        let rewriter = HtmlRewriter::new(settings, Sink(output.clone()));
+        HtmlTransform {
+            rewriter: Some(rewriter),
+            output,
+        }
+    }
+
+    fn drain(&self, out: &mut Vec<u8>) {
+        let mut buffered = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        out.append(&mut buffered);
+    }
+}
+
+impl Transform for HtmlTransform {
+    fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        let result = match self.rewriter.as_mut() {
+            Some(r) => r.write(chunk),
+            None => {
+                out.extend_from_slice(chunk);
+                return Ok(());
+            }
+        };
+        self.drain(out);
+        result.map_err(|e| {
+            // With graceful bail-out the rewriter already flushed the unprocessed input as it was.
+            self.rewriter = None;
+            RewriteError::Html(e.to_string())
+        })
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        let result = match self.rewriter.take() {
+            Some(r) => r.end(),
+            None => Ok(()),
+        };
+        self.drain(out);
+        result.map_err(|e| RewriteError::Html(e.to_string()))
+    }
+}
+
+fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
+    let agent_tag: Arc<str> = ctx.agent_tag.into();
+    let doc: Shared = Arc::new(Mutex::new(Doc {
+        map: ctx.map,
+        base: ctx.url.clone(),
+        url: ctx.url,
+        target: ctx.target,
+        agent: ctx.agent,
+        base_seen: false,
+        injected: false,
+        inline: String::new(),
+        inline_overflow: false,
+        inline_limit: ctx.inline_limit,
+    }));
+    let memory = MemorySettings::new()
+        .with_max_allowed_memory_usage(ctx.memory_limit)
+        .with_graceful_bail_out_on_memory_limit_exceeded(true);
+    let mut settings = Settings::new_send()
+        .with_encoding(ctx.encoding)
+        .with_memory_settings(memory)
+        .with_adjust_charset_on_meta_tag(true)
+        .with_strict(false)
+        .with_graceful_bail_out_on_content_handler_error(true);
+    settings = add_injection(settings, &doc, agent_tag);
+    settings = add_url_attributes(settings, &doc);
+    settings = add_special_elements(settings, &doc);
+    settings
+}
+
+/// The agent goes first: into `<head>`, or before the first element that is not `<html>`, or (a document
+/// with no elements at all) at the end.
+fn add_injection(settings: Settings<'static, 'static>, doc: &Shared, tag: Arc<str>) -> Settings<'static, 'static> {
+    let (d1, t1) = (doc.clone(), tag.clone());
+    let (d2, t2) = (doc.clone(), tag);
+    settings
+        .append_element_content_handler(element!("*", move |el| {
+            let mut d = lock(&d1);
+            if d.injected {
+                return Ok(());
+            }
+            match el.tag_name().as_str() {
+                "html" => {}
+                "head" => {
+                    el.prepend(&t1, ContentType::Html);
+                    d.injected = true;
+                }
+                _ => {
+                    el.before(&t1, ContentType::Html);
+                    d.injected = true;
+                }
+            }
+            Ok(())
+        }))
+        .append_document_content_handler(end!(move |end| {
+            if !lock(&d2).injected {
+                end.append(&t2, ContentType::Html);
+            }
+            Ok(())
+        }))
+}
+
+fn add_url_attributes(mut settings: Settings<'static, 'static>, doc: &Shared) -> Settings<'static, 'static> {
+    for &(selector, attr) in URL_ATTRIBUTES {
+        let d = doc.clone();
+        settings = settings.append_element_content_handler(element!(selector, move |el| {
+            rewrite_attribute(el, attr, &d, Check::Url, |doc, value| {
+                doc.map.rewrite_reference(&doc.base, value)
+            });
+            Ok(())
+        }));
+    }
+    for &(selector, attr) in SRCSET_ATTRIBUTES {
+        let d = doc.clone();
+        settings = settings.append_element_content_handler(element!(selector, move |el| {
+            rewrite_attribute(el, attr, &d, Check::Srcset, |doc, value| {
+                srcset::rewrite(value, |u| doc.map.rewrite_reference(&doc.base, u))
+            });
+            Ok(())
+        }));
+    }
+    let d = doc.clone();
+    settings.append_element_content_handler(element!("[style]", move |el| {
+        rewrite_style_attribute(el, &d);
+        Ok(())
+    }))
+}
+
+fn add_special_elements(settings: Settings<'static, 'static>, doc: &Shared) -> Settings<'static, 'static> {
+    let (d_base, d_meta, d_style, d_map) = (doc.clone(), doc.clone(), doc.clone(), doc.clone());
+    settings
+        // Registered after the generic [href] handler, which has already rewritten the attribute; the base
+        // URL itself is taken from the original value, kept aside by that handler's resolution.
+        .append_element_content_handler(element!("base[href]", move |el| {
+            set_base(el, &d_base);
+            Ok(())
+        }))
+        .append_element_content_handler(element!("meta[http-equiv][content]", move |el| {
+            rewrite_meta(el, &d_meta);
+            Ok(())
+        }))
+        .append_element_content_handler(element!("script[integrity], link[integrity]", |el| {
+            drop_integrity(el);
+            Ok(())
+        }))
+        .append_element_content_handler(text!("style", move |chunk| {
+            rewrite_inline_text(chunk, &d_style, |doc, text| {
+                match rewrite_css_str(&doc.map, &doc.base, text) {
+                    std::borrow::Cow::Owned(s) => Some(s),
+                    std::borrow::Cow::Borrowed(_) => None,
+                }
+            });
+            Ok(())
+        }))
+        .append_element_content_handler(text!("script[type=importmap]", move |chunk| {
+            rewrite_inline_text(chunk, &d_map, |doc, text| super::importmap::rewrite(text, &doc.map, &doc.base));
+            Ok(())
+        }))
+}
+
+/// Which cheap pre-check may skip an attribute before any decoding.
+#[derive(Clone, Copy)]
+enum Check {
+    /// One URL: skip unless it could leave the proxy.
+    Url,
+    /// A candidate list: skip unless any candidate could.
+    Srcset,
+    /// Structured values (meta refresh, CSP): always look.
+    Always,
+}
+
+impl Check {
+    fn may_need_work(self, raw: &str) -> bool {
+        match self {
+            Check::Url => needs_resolving(raw),
+            Check::Srcset => raw.contains('\\') || raw.split(',').any(|c| needs_resolving(c.trim_start())),
+            Check::Always => true,
+        }
+    }
+}
+
+/// Reads an attribute, skips it when the pre-check says it is fine as written, else entity-decodes it,
+/// lets `f` rewrite it, and writes it back escaped.
+fn rewrite_attribute(
+    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    attr: &str,
+    doc: &Shared,
+    check: Check,
+    f: impl FnOnce(&Doc, &str) -> Option<String>,
+) {
+    let Some(raw) = el.get_attribute(attr) else {
+        return;
+    };
+    let has_entities = raw.contains('&');
+    if !has_entities && !check.may_need_work(&raw) {
+        return;
+    }
+    let decoded = if has_entities {
+        htmlize::unescape_attribute(&raw)
+    } else {
+        std::borrow::Cow::Borrowed(raw.as_str())
+    };
+    let d = lock(doc);
+    if let Some(new) = f(&d, &decoded) {
+        let _ = el.set_attribute(attr, &escape_attribute(&new));
+    }
+}
+
+/// lol_html escapes only `"` in values it writes; `&` must be escaped too or `&copy=1` would decode.
+fn escape_attribute(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('&') {
+        std::borrow::Cow::Owned(value.replace('&', "&amp;"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+fn rewrite_style_attribute(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
+    let Some(raw) = el.get_attribute("style") else {
+        return;
+    };
+    // Only url(), image-set() and the like can carry a URL, and they all need a parenthesis.
+    if !raw.contains('(') {
+        return;
+    }
+    let decoded = htmlize::unescape_attribute(&raw);
+    let d = lock(doc);
+    if let std::borrow::Cow::Owned(new) = rewrite_css_str(&d.map, &d.base, &decoded) {
+        let _ = el.set_attribute("style", &escape_attribute(&new));
+    }
+}
+
+/// The first `<base href>` sets what later relative URLs resolve against (the attribute itself was
+/// already rewritten by the generic handler, so the original is recovered from the proxy URL).
+fn set_base(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
+    let mut d = lock(doc);
+    if d.base_seen {
+        return;
+    }
+    d.base_seen = true;
+    let Some(raw) = el.get_attribute("href") else {
+        return;
+    };
+    let value = htmlize::unescape_attribute(&raw);
+    let Ok(resolved) = d.url.join(value.trim()) else {
+        return;
+    };
+    let base = d.map.to_target(&resolved).unwrap_or(resolved);
+    if matches!(base.scheme(), "http" | "https") {
+        d.base = base;
+    }
+}
+
+fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
+    let Some(equiv) = el.get_attribute("http-equiv") else {
+        return;
+    };
+    let equiv = equiv.trim().to_ascii_lowercase();
+    rewrite_attribute(el, "content", doc, Check::Always, |d, value| match equiv.as_str() {
+        "refresh" => refresh::rewrite(value, &d.map, &d.base),
+        "content-security-policy" | "content-security-policy-report-only" => {
+            Some(csp::rewrite(value, &d.map, &d.target, &d.base, &d.agent))
+        }
+        _ => None,
+    });
+}
+
+/// Where the body may change, a subresource hash can no longer hold.
+fn drop_integrity(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
+    if el.tag_name() == "link" {
+        let kind = el.get_attribute("as").unwrap_or_default().to_ascii_lowercase();
+        // Images and fonts pass through unchanged, so their hashes still hold.
+        if kind == "image" || kind == "font" {
+            return;
+        }
+    }
+    el.remove_attribute("integrity");
+}
+
+/// Gathers a raw-text element's text (lol_html hands it over in arbitrary pieces), then rewrites it whole.
+fn rewrite_inline_text(chunk: &mut TextChunk, doc: &Shared, f: impl FnOnce(&Doc, &str) -> Option<String>) {
+    let mut d = lock(doc);
+    if d.inline_overflow {
+        if chunk.last_in_text_node() {
+            d.inline_overflow = false;
+        }
+        return;
+    }
+    d.inline.push_str(chunk.as_str());
+    if d.inline.len() > d.inline_limit {
+        // Too large to hold: let the rest pass as it is, after re-emitting what was held.
+        let held = std::mem::take(&mut d.inline);
+        chunk.replace(&held, ContentType::Html);
+        d.inline_overflow = !chunk.last_in_text_node();
+        return;
+    }
+    if !chunk.last_in_text_node() {
+        chunk.remove();
+        return;
+    }
+    let text = std::mem::take(&mut d.inline);
+    let new = f(&d, &text).unwrap_or(text);
+    chunk.replace(&new, ContentType::Html);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! The response body: decide from the headers whether it is rewritten (HTML, CSS) or passed through, then
+//! stream it — decompressed with byte caps when rewritten, untouched otherwise.
+//!
+//! `plan` is the only place that decides *whether*; the transforms (`html`, `css`) only know *how*.
+
+pub mod css;
+mod decode;
+pub mod html;
+mod importmap;
+pub mod srcset;
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{header, HeaderMap, Method, StatusCode};
+use lol_html::AsciiCompatibleEncoding;
+
+pub use decode::{decode, Coding, DecodeError, DecodeLimits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error("HTML rewriting stopped: {0}")]
+    Html(String),
+    #[error("CSS rewriting stopped: {0}")]
+    Css(#[from] css::CssError),
+}
+
+/// A streaming body transform: bytes in, bytes out, then a final flush.
+pub trait Transform: Send {
+    fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError>;
+    fn end(&mut self, out: &mut Vec<u8>) -> Result<(), RewriteError>;
+}
+
+/// What a response body is, for the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Html(AsciiCompatibleEncoding),
+    Css,
+    /// Anything else, and anything we cannot decode: passed through byte for byte.
+    Pass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub kind: Kind,
+    pub coding: Coding,
+}
+
+impl Plan {
+    pub fn changes_body(&self) -> bool {
+        self.kind != Kind::Pass
+    }
+}
+
+/// Decides from the exchange's headers how the body travels.
+pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap) -> Plan {
+    let pass = Plan {
+        kind: Kind::Pass,
+        coding: Coding::Identity,
+    };
+    let bodiless = method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        return pass;
+    }
+    let Some(coding) = Coding::from_headers(headers) else {
+        return pass;
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (essence, charset) = parse_content_type(content_type);
+    let kind = match essence.as_str() {
+        "text/html" | "application/xhtml+xml" => match html_encoding(charset) {
+            Some(enc) => Kind::Html(enc),
+            None => Kind::Pass,
+        },
+        "text/css" => Kind::Css,
+        _ => Kind::Pass,
+    };
+    Plan { kind, coding }
+}
+
+fn parse_content_type(value: &str) -> (String, Option<&str>) {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let charset = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    (essence, charset)
+}
+
+/// The declared charset when lol_html can parse it (every ASCII-compatible one); UTF-8 when none is
+/// declared (a `<meta charset>` then switches it); `None` for UTF-16 and the like, which pass through.
+fn html_encoding(charset: Option<&str>) -> Option<AsciiCompatibleEncoding> {
+    let encoding = match charset {
+        Some(label) => encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8),
+        None => encoding_rs::UTF_8,
+    };
+    AsciiCompatibleEncoding::new(encoding)
+}
+
+/// Drives a [`Transform`] over a stream of decoded chunks. A transform that fails mid-way leaves the rest
+/// of the body to pass through as it is (the headers are already sent; see STYLE lesson 4).
+pub struct TransformStream<S> {
+    inner: S,
+    transform: Box<dyn Transform>,
+    passthrough: bool,
+    done: bool,
+}
+
+impl<S> TransformStream<S> {
+    pub fn new(inner: S, transform: Box<dyn Transform>) -> TransformStream<S> {
+        TransformStream {
+            inner,
+            transform,
+            passthrough: false,
+            done: false,
+        }
+    }
+}
+
+impl<S> Stream for TransformStream<S>
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin,
+{
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let mut out = Vec::new();
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(chunk))) if this.passthrough => return Poll::Ready(Some(Ok(chunk))),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Err(e) = this.transform.write(&chunk, &mut out) {
+                        tracing::warn!(error = %e, "rewriter gave up; passing the rest through");
+                        this.passthrough = true;
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if !this.passthrough {
+                        if let Err(e) = this.transform.end(&mut out) {
+                            tracing::warn!(error = %e, "rewriter failed at end of body");
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Bytes::from(out))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn plan_for(ct: &str, ce: Option<&str>) -> Plan {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        if let Some(ce) = ce {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(ce).unwrap());
+        }
+        plan(&Method::GET, StatusCode::OK, &h)
+    }
+
+    #[test]
+    fn kinds_from_content_type() {
+        assert!(matches!(plan_for("text/html; charset=UTF-8", None).kind, Kind::Html(_)));
+        assert!(matches!(plan_for("TEXT/HTML", Some("gzip")).kind, Kind::Html(_)));
+        assert_eq!(plan_for("text/css", Some("br")).kind, Kind::Css);
+        assert_eq!(plan_for("text/css", Some("br")).coding, Coding::Brotli);
+        assert_eq!(plan_for("image/png", None).kind, Kind::Pass);
+        assert_eq!(plan_for("text/html; charset=utf-16", None).kind, Kind::Pass);
+        assert_eq!(plan_for("text/html", Some("compress")).kind, Kind::Pass);
+        assert_eq!(plan_for("text/html", Some("gzip, br")).kind, Kind::Pass);
+        let shift_jis = plan_for("text/html; charset=\"Shift_JIS\"", None);
+        assert_eq!(shift_jis.kind, Kind::Html(AsciiCompatibleEncoding::new(encoding_rs::SHIFT_JIS).unwrap()));
+    }
+
+    #[test]
+    fn bodiless_responses_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        assert_eq!(plan(&Method::HEAD, StatusCode::OK, &h).kind, Kind::Pass);
+        assert_eq!(plan(&Method::GET, StatusCode::NOT_MODIFIED, &h).kind, Kind::Pass);
+    }
+}

@@ -1,0 +1,245 @@
+//! The upstream side: one pooled hyper-util client over rustls (HTTP/1.1 and HTTP/2 by ALPN), connecting
+//! through the [`guard`]ed resolver, with connect, header and body-idle timeouts.
+//!
+//! Policy on *which* targets are allowed lives in `guard`; this module only sends and classifies failures.
+
+pub mod guard;
+mod idle;
+
+use std::error::Error as _;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::ProxyBody;
+use crate::config::{Config, UpstreamTimeouts};
+use guard::{GuardedResolver, ResolveError};
+pub use idle::IdleTimeoutBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{host} is not a public address and is not mapped with --resolve: {refused}")]
+    Guard {
+        host: String,
+        refused: guard::Refused,
+    },
+    #[error("could not resolve {host}: {detail}")]
+    Dns { host: String, detail: String },
+    #[error("{host} refused the connection")]
+    Refused { host: String },
+    #[error("TLS with {host} failed: {detail}")]
+    Tls { host: String, detail: String },
+    #[error("{host} did not answer in time ({phase})")]
+    Timeout { host: String, phase: &'static str },
+    #[error("request to {host} failed: {detail}")]
+    Failed { host: String, detail: String },
+    #[error("cannot build the upstream client: {0}")]
+    Setup(String),
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Guard { .. } => StatusCode::FORBIDDEN,
+            UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// A refused target is the client's doing, not the upstream's.
+    pub fn is_client_side(&self) -> bool {
+        matches!(self, UpstreamError::Guard { .. })
+    }
+}
+
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+
+pub struct Upstream {
+    client: Client<Connector, ProxyBody>,
+    /// Upgrades (WebSocket) need HTTP/1.1 end to end, so they never share an h2 connection.
+    http1_client: Client<Connector, ProxyBody>,
+    resolver: GuardedResolver,
+    timeouts: UpstreamTimeouts,
+}
+
+impl Upstream {
+    pub fn new(config: &Config) -> Result<Upstream, UpstreamError> {
+        let resolver = GuardedResolver::new(config.resolve.clone().into());
+        let mut http = HttpConnector::new_with_resolver(resolver.clone());
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.upstream.connect()));
+        let tls = tls_config(&config.upstream_ca)?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http.clone());
+        let https1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Upstream {
+            client: pooled_client(https),
+            http1_client: pooled_client(https1),
+            resolver,
+            timeouts: config.upstream.clone(),
+        })
+    }
+
+    pub fn timeouts(&self) -> &UpstreamTimeouts {
+        &self.timeouts
+    }
+
+    /// Sends a request whose URI is the absolute target URL. Redirects are never followed here: the client
+    /// follows the rewritten `Location` itself.
+    pub async fn send(
+        &self,
+        mut req: Request<ProxyBody>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let host = req.uri().host().unwrap_or_default().to_owned();
+        self.check_ip_literal(&host)?;
+        self.apply_resolve_port(&mut req, &host)?;
+        let client = if upgrade { &self.http1_client } else { &self.client };
+        let sent = tokio::time::timeout(self.timeouts.headers(), client.request(req)).await;
+        match sent {
+            Err(_) => Err(UpstreamError::Timeout {
+                host,
+                phase: "waiting for response headers",
+            }),
+            Ok(Err(e)) => Err(classify(&host, &e)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// IP-literal targets never reach the resolver, so the guard checks them here.
+    fn check_ip_literal(&self, host: &str) -> Result<(), UpstreamError> {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = literal.parse() else {
+            return Ok(());
+        };
+        if self.resolver.rule_for(literal).is_some() {
+            return Ok(());
+        }
+        guard::check(ip).map_err(|refused| UpstreamError::Guard {
+            host: host.to_owned(),
+            refused,
+        })
+    }
+
+    /// A `--resolve` rule with a port sends every port of its hosts there: the connector keeps a resolved
+    /// port only when the URI names none, so the port leaves the URI and stays in the Host header.
+    fn apply_resolve_port(&self, req: &mut Request<ProxyBody>, host: &str) -> Result<(), UpstreamError> {
+        let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+        if let Some(authority) = &authority {
+            let value = HeaderValue::from_str(authority)
+                .map_err(|e| UpstreamError::Setup(e.to_string()))?;
+            req.headers_mut().insert(header::HOST, value);
+        }
+        let mapped_port = self.resolver.rule_for(host).and_then(|r| r.port);
+        if mapped_port.is_none() || req.uri().port().is_none() {
+            return Ok(());
+        }
+        let mut parts = req.uri().clone().into_parts();
+        let bare = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        parts.authority = Some(bare.parse().map_err(|_| UpstreamError::Failed {
+            host: host.to_owned(),
+            detail: "invalid authority".into(),
+        })?);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError::Setup(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn pooled_client(connector: Connector) -> Client<Connector, ProxyBody> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}
+
+fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, UpstreamError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for path in extra_ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| UpstreamError::Setup(format!("--upstream-ca {}: {e}", path.display())))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| UpstreamError::Setup(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamError::Setup(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Names the failure from the error's source chain (hyper-util wraps the connector's errors).
+fn classify(host: &str, err: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let host = host.to_owned();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(resolve) = cause.downcast_ref::<ResolveError>() {
+            return match resolve {
+                ResolveError::Refused(refused) => UpstreamError::Guard {
+                    host,
+                    refused: refused.clone(),
+                },
+                ResolveError::Dns(detail) => UpstreamError::Dns {
+                    host,
+                    detail: detail.clone(),
+                },
+            };
+        }
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return UpstreamError::Tls {
+                host,
+                detail: tls.to_string(),
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return UpstreamError::Tls {
+                    host,
+                    detail: tls.to_string(),
+                };
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return UpstreamError::Refused { host },
+                std::io::ErrorKind::TimedOut => {
+                    return UpstreamError::Timeout {
+                        host,
+                        phase: "connecting",
+                    }
+                }
+                _ => {}
+            }
+        }
+        source = cause.source();
+    }
+    UpstreamError::Failed {
+        host,
+        detail: err.to_string(),
+    }
+}
