@@ -220,6 +220,13 @@ fn add_url_attributes(mut settings: Settings<'static, 'static>, doc: &Shared) ->
         }));
     }
     let d = doc.clone();
+    settings = settings.append_element_content_handler(element!("[ping]", move |el| {
+        rewrite_attribute(el, "ping", &d, Check::List, |doc, value| {
+            rewrite_url_list(value, |u| doc.map.rewrite_reference(&doc.base, u))
+        });
+        Ok(())
+    }));
+    let d = doc.clone();
     settings.append_element_content_handler(element!("[style]", move |el| {
         rewrite_style_attribute(el, &d);
         Ok(())
@@ -265,6 +272,8 @@ enum Check {
     Url,
     /// A candidate list: skip unless any candidate could.
     Srcset,
+    /// Space-separated URLs (`ping`).
+    List,
     /// Structured values (meta refresh, CSP): always look.
     Always,
 }
@@ -274,6 +283,7 @@ impl Check {
         match self {
             Check::Url => needs_resolving(raw),
             Check::Srcset => raw.contains('\\') || raw.split(',').any(|c| needs_resolving(c.trim_start())),
+            Check::List => raw.split_ascii_whitespace().any(needs_resolving),
             Check::Always => true,
         }
     }
@@ -304,6 +314,22 @@ fn rewrite_attribute(
     if let Some(new) = f(&d, &decoded) {
         let _ = el.set_attribute(attr, &escape_attribute(&new));
     }
+}
+
+/// A space-separated URL list: each URL rewritten, separators kept.
+fn rewrite_url_list(value: &str, mut f: impl FnMut(&str) -> Option<String>) -> Option<String> {
+    let mut changed = false;
+    let parts: Vec<String> = value
+        .split_ascii_whitespace()
+        .map(|u| match f(u) {
+            Some(new) => {
+                changed = true;
+                new
+            }
+            None => u.to_owned(),
+        })
+        .collect();
+    changed.then(|| parts.join(" "))
 }
 
 /// lol_html escapes only `"` in values it writes; `&` must be escaped too or `&copy=1` would decode.

@@ -424,3 +424,29 @@ fn large_stylesheet_in_realistic_chunks() {
         assert_eq!(out, expected.as_bytes(), "chunks of {size}");
     }
 }
+
+#[test]
+fn random_token_soup_streams_like_the_whole() {
+    const PIECES: &[&[u8]] = &[
+        b"url(", b"URL(", b"src(", b"image-set(", b"-webkit-image-set(", b"@import", b"@namespace",
+        b"https://cdn.shop.test/a", b"//cdn.shop.test/b", b"rel.png", b"data:,x", b"\"", b"'", b"(", b")",
+        b"{", b"}", b"[", b"]", b"/*", b"*/", b"\\", b"\\75", b"<!--", b"-->", b"<!-", b"-", b".", b"+",
+        b"1.5e+3", b"#", b"@", b";", b",", b":", b" ", b"\n", b"\r\n", b"\t", b"\xc3\xa9", b"\xe9", b"\xe6\x97\xa5",
+        b"a", b"x", b"format(", b"type(",
+    ];
+    let mut rewritten = 0;
+    for seed in 0..3000 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut input = Vec::new();
+        while input.len() < 160 {
+            input.extend_from_slice(PIECES[rng.gen_range(0..PIECES.len())]);
+        }
+        let whole = stream(&input, []);
+        if let Ok(text) = std::str::from_utf8(&input) {
+            assert_eq!(rewrite_css_str(&map(), &base(), text).as_bytes(), &whole[..]);
+        }
+        rewritten += usize::from(whole != input);
+        check_stream(&input, &whole);
+    }
+    assert!(rewritten > 10, "the soup must exercise rewriting, got {rewritten}");
+}
