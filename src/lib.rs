@@ -17,6 +17,7 @@ pub mod api;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod fixture;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;

@@ -93,7 +93,8 @@ impl CssRewriter {
             // Nothing held back: tokenize the chunk where it lies instead of copying it first.
             let cut = self.scanner.scan(env, chunk, false);
             self.scanner.emit(chunk, cut, out);
-            self.carry.extend_from_slice(chunk.get(cut..).unwrap_or_default());
+            self.carry
+                .extend_from_slice(chunk.get(cut..).unwrap_or_default());
         } else {
             self.carry.extend_from_slice(chunk);
             let cut = self.scanner.scan(env, &self.carry, false);
@@ -255,7 +256,10 @@ impl Scanner {
         }
         if let Some(index) = self.namespace {
             // A namespace is a name, never fetched: proxying it would break the selectors that use it.
-            if matches!(token, Token::Semicolon | Token::CurlyBracketBlock | Token::CloseCurlyBracket) {
+            if matches!(
+                token,
+                Token::Semicolon | Token::CurlyBracketBlock | Token::CloseCurlyBracket
+            ) {
                 self.namespace = None;
                 self.settle(index, span.end);
             }
@@ -425,7 +429,10 @@ fn source_text<'a>(raw: &'a [u8], at_end: bool, shadow: &'a mut String) -> (&'a 
         }
     }
     shadow.clear();
-    shadow.extend(raw.iter().map(|&b| if b.is_ascii() { char::from(b) } else { 'a' }));
+    shadow.extend(
+        raw.iter()
+            .map(|&b| if b.is_ascii() { char::from(b) } else { 'a' }),
+    );
     let shadow: &'a String = shadow;
     (shadow.as_str(), true)
 }

@@ -1,0 +1,185 @@
+//! Real servers on loopback for integration tests: the fixture origin (http + https on one port), the proxy
+//! configured to reach it through `--resolve`, and a small client that speaks to proxy hosts.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cobrowse_proxy::config::{Config, FileConfig, Overrides};
+use cobrowse_proxy::fixture::FixtureOrigin;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+
+pub struct Stack {
+    pub origin: FixtureOrigin,
+    pub proxy: SocketAddr,
+    /// `http://localhost:<port>`
+    pub public: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Options a test may change before the proxy starts.
+pub struct Options {
+    pub trust_origin_ca: bool,
+    pub extra_resolve: Vec<String>,
+    pub file: FileConfig,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            trust_origin_ca: true,
+            extra_resolve: Vec::new(),
+            file: FileConfig::default(),
+        }
+    }
+}
+
+pub fn sites_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sites")
+}
+
+pub async fn start() -> Stack {
+    start_with(Options::default()).await
+}
+
+pub async fn start_with(options: Options) -> Stack {
+    let origin = FixtureOrigin::start(sites_root()).await.expect("fixture origin starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let mut resolve = options.extra_resolve.clone();
+    resolve.push(format!("*.test=127.0.0.1:{}", origin.addr.port()));
+    let mut upstream_ca = Vec::new();
+    if options.trust_origin_ca {
+        let path = std::env::temp_dir().join(format!("cobrowse-test-ca-{}-{}.pem", std::process::id(), proxy.port()));
+        std::fs::write(&path, &origin.ca_pem).unwrap();
+        upstream_ca.push(path);
+    }
+    let over = Overrides {
+        listen: Some(proxy),
+        resolve,
+        upstream_ca,
+        ..Overrides::default()
+    };
+    let config = Config::build(options.file, over).expect("valid test config");
+    let public = config.public.origin();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        cobrowse_proxy::run(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("proxy runs");
+    });
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    Stack {
+        origin,
+        proxy,
+        public,
+        stop: Some(stop),
+        server: Some(server),
+        client,
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+impl Stack {
+    /// Creates a session through the API and returns (session id, visitor URL).
+    pub async fn session(&self, url: &str) -> (String, String) {
+        let body = serde_json::json!({ "url": url }).to_string();
+        let reply = self
+            .request(Method::POST, &format!("{}/api/sessions", self.public), &[("content-type", "application/json")], body)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+        let json = reply.json();
+        (json["id"].as_str().unwrap().to_owned(), json["visitor_url"].as_str().unwrap().to_owned())
+    }
+
+    /// The proxy URL for a target URL within a session.
+    pub fn proxied(&self, session: &str, target: &str) -> String {
+        let public = cobrowse_proxy::url_codec::PublicOrigin::parse(&self.public).unwrap();
+        let map = cobrowse_proxy::url_codec::ProxyMap::new(
+            std::sync::Arc::new(public),
+            cobrowse_proxy::url_codec::SessionId::parse(session).unwrap(),
+        );
+        map.to_proxy(&url::Url::parse(target).unwrap()).unwrap().to_string()
+    }
+
+    pub async fn get(&self, url: &str) -> Reply {
+        self.request(Method::GET, url, &[], "").await
+    }
+
+    /// Sends a request for `url` (a proxy or public URL) to the proxy's socket, with `Host` from the URL.
+    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let response = self.send(method, url, headers, body).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout(Duration::from_secs(60), response.into_body().collect())
+            .await
+            .expect("body within 60 s")
+            .expect("body completes")
+            .to_bytes();
+        Reply { status, headers, body }
+    }
+
+    /// Like `request` but hands back the streaming response.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Response<hyper::body::Incoming> {
+        let parsed = url::Url::parse(url).unwrap();
+        let host = match parsed.port() {
+            Some(p) => format!("{}:{p}", parsed.host_str().unwrap()),
+            None => parsed.host_str().unwrap().to_owned(),
+        };
+        let path = &parsed[url::Position::BeforePath..];
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.proxy))
+            .header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.client.request(req))
+            .await
+            .expect("response within 60 s")
+            .expect("proxy answers")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+    }
+}
