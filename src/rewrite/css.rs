@@ -57,6 +57,8 @@ pub struct CssRewriter {
     /// The tail of the input whose tokens are not final yet.
     carry: Vec<u8>,
     scanner: Scanner,
+    /// The carry ends inside this unterminated token: chunks that cannot end it need no new scan.
+    stall: Option<Stall>,
     /// Set once the carry cap was hit: from then on input is copied unchanged.
     passthrough: bool,
 }
@@ -71,6 +73,7 @@ impl CssRewriter {
             max_carry,
             carry: Vec::new(),
             scanner: Scanner::default(),
+            stall: None,
             passthrough: false,
         }
     }
@@ -85,6 +88,26 @@ impl CssRewriter {
             out.extend_from_slice(chunk);
             return Ok(());
         }
+        if self.stall.is_some_and(|stall| !stall.may_end_in(chunk)) {
+            // Scanning again would only find the same token longer: a long `data:` URL or comment
+            // would otherwise be re-tokenized once per chunk, quadratic in its length.
+            self.carry.extend_from_slice(chunk);
+        } else {
+            self.scan_and_emit(chunk, out);
+        }
+        if self.carry.len() > self.max_carry {
+            out.append(&mut self.carry);
+            self.carry = Vec::new();
+            self.passthrough = true;
+            return Err(CssError::CarryTooLarge {
+                limit: self.max_carry,
+            });
+        }
+        Ok(())
+    }
+
+    /// Scans the carry and `chunk` together, emits what is final and keeps the rest as the new carry.
+    fn scan_and_emit(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         let env = Env {
             map: &self.map,
             base: &self.base,
@@ -101,15 +124,7 @@ impl CssRewriter {
             self.scanner.emit(&self.carry, cut, out);
             self.carry.drain(..cut);
         }
-        if self.carry.len() > self.max_carry {
-            out.append(&mut self.carry);
-            self.carry = Vec::new();
-            self.passthrough = true;
-            return Err(CssError::CarryTooLarge {
-                limit: self.max_carry,
-            });
-        }
-        Ok(())
+        self.stall = self.scanner.stall;
     }
 
     /// End of input: rewrites and appends everything held back.
@@ -175,6 +190,8 @@ struct Scanner {
     pending: Option<usize>,
     /// An `@namespace` rule up to its `;`: its URL is a name, not a reference.
     namespace: Option<usize>,
+    /// The last token, when it runs unterminated to the end of the buffer.
+    stall: Option<Stall>,
     /// Non-UTF-8 input is tokenized through this ASCII copy.
     shadow: String,
     shadowed: bool,
@@ -190,6 +207,7 @@ impl Scanner {
         self.image_sets.clear();
         self.pending = None;
         self.namespace = None;
+        self.stall = None;
         let mut shadow = std::mem::take(&mut self.shadow);
         let (text, shadowed) = source_text(raw, at_end, &mut shadow);
         self.shadowed = shadowed;
@@ -225,6 +243,10 @@ impl Scanner {
                 let end = offset + parser.position().byte_index();
                 if start <= limit {
                     final_boundary = start;
+                }
+                if end == text.len() {
+                    self.stall =
+                        Stall::of(&token, text.as_bytes().get(start..).unwrap_or_default());
                 }
                 self.on_token(env, &token, start..end, raw);
                 if is_block_opener(&token) {
@@ -403,6 +425,67 @@ impl Scanner {
 enum Form {
     String,
     UrlToken,
+}
+
+/// An unterminated token at the end of the buffer, by what could end it.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// Ends only at a `/` (of `*/`).
+    Comment,
+    /// Ends only at its quote or a newline (a bad string).
+    String(u8),
+    /// An unquoted `url(` (or bad url) with its value begun: every way it ends is a `)`.
+    Url,
+}
+
+impl Stall {
+    /// The stall state of `token`, whose source `text` runs to the end of the buffer.
+    fn of(token: &Token<'_>, text: &[u8]) -> Option<Stall> {
+        let stall = match token {
+            Token::Comment(_) => Stall::Comment,
+            Token::QuotedString(_) => Stall::String(*text.first()?),
+            // `url(` and blanks only may still become a function followed by a string.
+            Token::UnquotedUrl(_) | Token::BadUrl(_) if !url_value_begun(text) => return None,
+            Token::UnquotedUrl(_) | Token::BadUrl(_) => Stall::Url,
+            _ => return None,
+        };
+        let terminated = match stall {
+            Stall::Comment => text.len() >= 4 && text.ends_with(b"*/"),
+            Stall::String(quote) => text.len() >= 2 && ends_unescaped(text, quote),
+            Stall::Url => ends_unescaped(text, b')'),
+        };
+        (!terminated).then_some(stall)
+    }
+
+    /// Whether `chunk` holds a byte that could end the token (a necessary condition only).
+    fn may_end_in(self, chunk: &[u8]) -> bool {
+        match self {
+            Stall::Comment => memchr::memchr(b'/', chunk).is_some(),
+            Stall::String(quote) => {
+                memchr::memchr3(quote, b'\n', b'\r', chunk).is_some()
+                    || memchr::memchr(b'\x0C', chunk).is_some()
+            }
+            Stall::Url => memchr::memchr(b')', chunk).is_some(),
+        }
+    }
+}
+
+/// Whether `text` ends with `end` that no backslash escapes.
+fn ends_unescaped(text: &[u8], end: u8) -> bool {
+    let Some((&last, rest)) = text.split_last() else {
+        return false;
+    };
+    let backslashes = rest.iter().rev().take_while(|&&b| b == b'\\').count();
+    last == end && backslashes % 2 == 0
+}
+
+/// Whether an unquoted url token's source has anything but blanks after its `(`.
+fn url_value_begun(text: &[u8]) -> bool {
+    let after_paren = memchr::memchr(b'(', text).map_or(text.len(), |i| i + 1);
+    text.get(after_paren..)
+        .unwrap_or_default()
+        .iter()
+        .any(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0C'))
 }
 
 fn is_block_opener(token: &Token<'_>) -> bool {

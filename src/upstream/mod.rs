@@ -219,12 +219,6 @@ fn classify(host: &str, err: &hyper_util::client::legacy::Error) -> UpstreamErro
             };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                return UpstreamError::Tls {
-                    host,
-                    detail: tls.to_string(),
-                };
-            }
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return UpstreamError::Refused { host },
                 std::io::ErrorKind::TimedOut => {
@@ -236,10 +230,30 @@ fn classify(host: &str, err: &hyper_util::client::legacy::Error) -> UpstreamErro
                 _ => {}
             }
         }
-        source = cause.source();
+        source = next_cause(cause);
     }
     UpstreamError::Failed {
         host,
-        detail: err.to_string(),
+        detail: error_chain(err),
     }
+}
+
+/// The next error in a chain. `io::Error::source` skips the error it wraps, so descend into that first.
+fn next_cause<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+        None => cause.source(),
+    }
+}
+
+/// `a: b: c` from an error and its sources: hyper's own Display names only the outermost layer.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -441,6 +441,38 @@ fn carry_is_bounded_by_a_huge_data_url() {
 }
 
 #[test]
+fn long_tokens_split_anywhere() {
+    let data = "QUJD/+=".repeat(60);
+    let input = format!(
+        "/* a/b *{data}/ ** */a{{b:url(data:,{data}) url(\"data:,{data}\\\"\") url(x\\)y) \
+         url('https://cdn.shop.test/{data}')}}/*/ */\"\\\"{data}\"url(https://cdn.shop.test/z)"
+    );
+    let expected = format!(
+        "/* a/b *{data}/ ** */a{{b:url(data:,{data}) url(\"data:,{data}\\\"\") url(x\\)y) \
+         url(\"{CDN}/{data}\")}}/*/ */\"\\\"{data}\"url(\"{CDN}/z\")"
+    );
+    check(&input, &expected);
+}
+
+#[test]
+fn blank_url_opening_does_not_stall_the_stream() {
+    // `url(` and blanks may still become a function whose string settles it; the carry must stay small.
+    let mut input = b"a{b:url(   \"https://cdn.shop.test/x\" ".to_vec();
+    input.extend_from_slice(&[b'y'; 2000]);
+    input.extend_from_slice(b")}");
+    let mut rewriter = CssRewriter::new(map(), base(), 256);
+    let mut out = Vec::new();
+    for chunk in input.chunks(7) {
+        rewriter.write(chunk, &mut out).unwrap();
+    }
+    rewriter.end(&mut out).unwrap();
+    let expected = String::from_utf8(input)
+        .unwrap()
+        .replace("https://cdn.shop.test", CDN);
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
+}
+
+#[test]
 fn large_stylesheet_in_realistic_chunks() {
     let rule = ".a{background:url(/x.png) no-repeat;color:#fff}/* c */\n\
                 .b{background:url(https://cdn.shop.test/y.png)}\n";
