@@ -457,19 +457,55 @@ fn long_tokens_split_anywhere() {
 #[test]
 fn blank_url_opening_does_not_stall_the_stream() {
     // `url(` and blanks may still become a function whose string settles it; the carry must stay small.
-    let mut input = b"a{b:url(   \"https://cdn.shop.test/x\" ".to_vec();
-    input.extend_from_slice(&[b'y'; 2000]);
-    input.extend_from_slice(b")}");
+    let opening = b"a{b:url(   ";
+    let mut rest = b"\"https://cdn.shop.test/x\"".to_vec();
+    rest.extend_from_slice(" y".repeat(1000).as_bytes());
+    rest.extend_from_slice(b")}");
     let mut rewriter = CssRewriter::new(map(), base(), 256);
     let mut out = Vec::new();
-    for chunk in input.chunks(7) {
+    rewriter.write(opening, &mut out).unwrap();
+    for chunk in rest.chunks(7) {
         rewriter.write(chunk, &mut out).unwrap();
     }
     rewriter.end(&mut out).unwrap();
+    let input = [&opening[..], &rest].concat();
     let expected = String::from_utf8(input)
         .unwrap()
         .replace("https://cdn.shop.test", CDN);
     assert_eq!(String::from_utf8(out).unwrap(), expected);
+}
+
+#[test]
+fn stalls_only_on_truly_unterminated_tokens() {
+    let cases: &[(&str, bool)] = &[
+        ("/* abc", true),
+        ("/*/", true),
+        ("/* abc */", false),
+        ("/**/", false),
+        ("\"", true),
+        ("\"abc", true),
+        ("'a\"", true),
+        ("\"abc\\\"", true),
+        ("\"abc\"", false),
+        ("\"abc\\\\\"", false),
+        ("url(abc", true),
+        ("url(a\\)", true),
+        ("url(a b", true),
+        ("url(a\"b", true),
+        ("url(abc)", false),
+        ("url(   ", false),
+        ("abc", false),
+    ];
+    for &(text, stalled) in cases {
+        let mut input = ParserInput::new(text);
+        let mut parser = Parser::new(&mut input);
+        let mut last = None;
+        while let Ok(token) = parser.next_including_whitespace_and_comments() {
+            last = Some(token.clone());
+        }
+        let stall = Stall::of(&last.unwrap(), text.as_bytes());
+        assert_eq!(stall.is_some(), stalled, "{text}");
+    }
 }
 
 #[test]

@@ -1,0 +1,55 @@
+// Loads the fixture shop in headless Chromium twice — directly, then through the proxy — and prints one JSON
+// object: each run's page checks, console errors, and (proxied run) every URL the browser requested.
+//
+// Usage: node check_site.mjs <origin port> <direct URL> <visitor URL>
+// Driven by tests/browser.rs, which starts the fixture origin and the proxy and asserts on the output.
+
+import { chromium } from 'playwright-core';
+
+const [originPort, directUrl, visitorUrl] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const baseArgs = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+async function run(name, url, resolverRules) {
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [...baseArgs, `--host-resolver-rules=${resolverRules}`],
+  });
+  try {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const requests = [];
+    const consoleErrors = [];
+    context.on('request', (r) => requests.push(r.url()));
+    context.on('page', (page) => watch(page, consoleErrors));
+    const page = await context.newPage();
+    watch(page, consoleErrors);
+    await page.goto(url, { waitUntil: 'load', timeout: 20000 });
+    await page.waitForFunction(() => window.__checksDone === true, null, { timeout: 20000 });
+    const checks = await page.evaluate(() => window.__checks);
+    const agent = await page.evaluate(() => (window.__cobrowse ? window.__cobrowse.session : null));
+    const frames = page.frames().map((f) => f.url());
+    return { name, checks, agent, requests, consoleErrors, frames, finalUrl: page.url() };
+  } finally {
+    await browser.close();
+  }
+}
+
+function watch(page, sink) {
+  page.on('console', (m) => { if (m.type() === 'error') sink.push(m.text()); });
+  page.on('pageerror', (e) => sink.push(`pageerror: ${e.message}`));
+}
+
+const result = {};
+try {
+  // Direct: every *.test host is the fixture origin.
+  result.direct = await run('direct', directUrl, `MAP *.test 127.0.0.1:${originPort}`);
+  // Proxied: nothing but the proxy's own *.localhost hosts can be reached, so any escaping request fails.
+  result.proxied = await run('proxied', visitorUrl, 'MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost');
+} catch (e) {
+  result.error = String(e && e.stack || e);
+}
+process.stdout.write(JSON.stringify(result) + '\n');
