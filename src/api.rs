@@ -20,7 +20,10 @@ const CONSOLE_JS: &str = include_str!("../agent/console.js");
 const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+pub async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let path = req.uri().path().to_owned();
     let mut response = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
@@ -37,7 +40,9 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<
             text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)
         }
         (Method::GET, p) if p.starts_with("/agent/") => agent_view(shared, p)?,
-        (_, "/api/sessions" | "/healthz" | "/metrics" | "/go") => return Err(ProxyError::MethodNotAllowed),
+        (_, "/api/sessions" | "/healthz" | "/metrics" | "/go") => {
+            return Err(ProxyError::MethodNotAllowed)
+        }
         _ => return Err(ProxyError::NotFound),
     };
     secure_headers(response.headers_mut());
@@ -49,7 +54,10 @@ struct CreateSession {
     url: String,
 }
 
-async fn create_session(shared: &Shared, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+async fn create_session(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
     authorize(shared, req.headers(), None)?;
     let limit = shared.config.limits.max_api_body;
     let bytes = Limited::new(req.into_body(), limit)
@@ -66,7 +74,11 @@ async fn create_session(shared: &Shared, req: Request<Incoming>) -> Result<Respo
         "agent_url": agent_url(shared, &session),
         "expires_at": rfc3339(session.expires_at),
     });
-    Ok(text(StatusCode::CREATED, "application/json", json.to_string()))
+    Ok(text(
+        StatusCode::CREATED,
+        "application/json",
+        json.to_string(),
+    ))
 }
 
 fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
@@ -88,7 +100,11 @@ fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, P
 }
 
 /// The API token, when one is configured, as a Bearer header (or `token` parameter for `/go` links).
-fn authorize(shared: &Shared, headers: &http::HeaderMap, param: Option<&str>) -> Result<(), ProxyError> {
+fn authorize(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    param: Option<&str>,
+) -> Result<(), ProxyError> {
     let Some(expected) = shared.config.api_token.as_deref() else {
         return Ok(());
     };
@@ -98,7 +114,11 @@ fn authorize(shared: &Shared, headers: &http::HeaderMap, param: Option<&str>) ->
         .and_then(|v| v.strip_prefix("Bearer "));
     let given = bearer.or(param).unwrap_or_default();
     let same = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if same {
         Ok(())
     } else {
@@ -107,12 +127,14 @@ fn authorize(shared: &Shared, headers: &http::HeaderMap, param: Option<&str>) ->
 }
 
 fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session>, ProxyError> {
-    let url = Url::parse(target.trim())
-        .map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
+    let url =
+        Url::parse(target.trim()).map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
     let origin = TargetOrigin::from_url(&url)
         .map_err(|e| ProxyError::BadRequest(format!("cannot co-browse this URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ProxyError::BadRequest("only http and https URLs can be co-browsed".into()));
+        return Err(ProxyError::BadRequest(
+            "only http and https URLs can be co-browsed".into(),
+        ));
     }
     if shared.public.covers_host(&origin.host_str()) {
         return Err(ProxyError::Forbidden("that URL is the proxy itself".into()));
@@ -152,7 +174,11 @@ fn rfc3339(t: std::time::SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<ProxyBody> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
@@ -161,10 +187,19 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::B
 }
 
 fn secure_headers(h: &mut http::HeaderMap) {
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
 }

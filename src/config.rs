@@ -271,16 +271,24 @@ mod tests {
         assert_eq!(r.port, None);
         let r = ResolveRule::parse("a.test=[::1]:80").unwrap();
         assert_eq!(r.port, Some(80));
-        for bad in ["", "x", "*=1.2.3.4", "*.=1.2.3.4", "a.test=nope", "a*b=1.2.3.4"] {
+        for bad in [
+            "",
+            "x",
+            "*=1.2.3.4",
+            "*.=1.2.3.4",
+            "a.test=nope",
+            "a*b=1.2.3.4",
+        ] {
             assert!(ResolveRule::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn overrides_beat_file_and_defaults_fill_in() {
-        let file: FileConfig =
-            toml::from_str("public_url = \"http://file.localhost:1\"\nresolve = [\"a.test=1.2.3.4\"]")
-                .unwrap();
+        let file: FileConfig = toml::from_str(
+            "public_url = \"http://file.localhost:1\"\nresolve = [\"a.test=1.2.3.4\"]",
+        )
+        .unwrap();
         let over = Overrides {
             public_url: Some("http://cli.localhost:2".into()),
             ..Overrides::default()

@@ -12,6 +12,7 @@
 //!
 //! `url_codec` owns the mapping between target origins and proxy hosts that every step relies on.
 
+pub mod access_log;
 pub mod agent;
 pub mod api;
 pub mod body;
@@ -76,7 +77,11 @@ impl Shared {
 }
 
 /// Runs the proxy on `listener` until `shutdown` resolves (tests pass their own listener and signal).
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), upstream::UpstreamError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), upstream::UpstreamError> {
     let shared = Shared::new(config)?;
     server::serve(shared, listener, shutdown).await;
     Ok(())

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use cobrowse_proxy::config::{Config, FileConfig, Overrides};
 
 #[derive(Parser)]
-#[command(name = "cobrowse-proxy", version, about = "A universal co-browsing proxy")]
+#[command(
+    name = "cobrowse-proxy",
+    version,
+    about = "A universal co-browsing proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,10 @@ struct ServeArgs {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
@@ -66,7 +73,11 @@ fn main() -> ExitCode {
             url,
             server,
             api_token,
-        } => runtime.block_on(cobrowse_proxy_cli::link(&url, &server, api_token.as_deref())),
+        } => runtime.block_on(cobrowse_proxy_cli::link(
+            &url,
+            &server,
+            api_token.as_deref(),
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,7 +117,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COBROWSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -124,8 +140,8 @@ mod cobrowse_proxy_cli {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
         let body = serde_json::json!({ "url": url }).to_string();
         let endpoint = format!("{}/api/sessions", server.trim_end_matches('/'));
-        let mut req = http::Request::post(endpoint.as_str())
-            .header("content-type", "application/json");
+        let mut req =
+            http::Request::post(endpoint.as_str()).header("content-type", "application/json");
         if let Some(token) = token {
             req = req.header("authorization", format!("Bearer {token}"));
         }
@@ -143,14 +159,26 @@ mod cobrowse_proxy_cli {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|_| format!("server answered {status} with no JSON"))?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| format!("server answered {status} with no JSON"))?;
         if !status.is_success() {
-            return Err(json["error"].as_str().unwrap_or("request failed").to_owned());
+            return Err(json["error"]
+                .as_str()
+                .unwrap_or("request failed")
+                .to_owned());
         }
-        println!("visitor: {}", json["visitor_url"].as_str().unwrap_or_default());
-        println!("agent:   {}", json["agent_url"].as_str().unwrap_or_default());
-        println!("expires: {}", json["expires_at"].as_str().unwrap_or_default());
+        println!(
+            "visitor: {}",
+            json["visitor_url"].as_str().unwrap_or_default()
+        );
+        println!(
+            "agent:   {}",
+            json["agent_url"].as_str().unwrap_or_default()
+        );
+        println!(
+            "expires: {}",
+            json["expires_at"].as_str().unwrap_or_default()
+        );
         Ok(())
     }
 }

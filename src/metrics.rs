@@ -21,7 +21,11 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("cobrowse");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by route and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by route and status class",
+            requests.clone(),
+        );
         let rewritten_bodies = Counter::default();
         registry.register(
             "rewritten_bodies",
@@ -43,7 +47,9 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests.get_or_create(&RequestLabels { route, class }).inc();
+        self.requests
+            .get_or_create(&RequestLabels { route, class })
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -33,7 +33,10 @@ pub async fn handle(
     session: SessionId,
     target: TargetOrigin,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    shared.sessions.get(&session).ok_or(ProxyError::SessionNotFound)?;
+    shared
+        .sessions
+        .get(&session)
+        .ok_or(ProxyError::SessionNotFound)?;
     let map = ProxyMap::new(shared.public.clone(), session);
     let url = target_url(&target, req.uri())?;
     let websocket = is_websocket(req.headers());
@@ -86,7 +89,10 @@ fn upstream_request(
     let (mut parts, body) = req.into_parts();
     headers::request::rewrite(&mut parts.headers, map, websocket);
     if websocket {
-        parts.headers.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+        parts.headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
     }
     let uri: Uri = url
         .as_str()

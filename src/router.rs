@@ -36,11 +36,11 @@ pub fn classify<B>(req: &Request<B>, public: &PublicOrigin) -> Route {
     }
     // HTTP/2 always carries an authority in the URI; only an HTTP/1 absolute-form URI means "forward".
     let absolute_form = req.version() < Version::HTTP_2 && req.uri().scheme().is_some();
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()));
+    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
     let Some(authority) = authority else {
         return Route::Unknown;
     };
@@ -69,9 +69,16 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("GET", "/api/sessions", Some("localhost:8080")), Route::Console);
+        assert_eq!(
+            route("GET", "/api/sessions", Some("localhost:8080")),
+            Route::Console
+        );
         assert!(matches!(
-            route("GET", "/", Some("www.shop.test.k3x9q2m7wa-s.localhost:8080")),
+            route(
+                "GET",
+                "/",
+                Some("www.shop.test.k3x9q2m7wa-s.localhost:8080")
+            ),
             Route::Proxied { .. }
         ));
         assert_eq!(route("GET", "http://example.com/", None), Route::Forward);
@@ -79,7 +86,11 @@ mod tests {
         assert_eq!(route("GET", "/", Some("example.com")), Route::Unknown);
         assert_eq!(route("GET", "/", None), Route::Unknown);
         assert!(matches!(
-            route("GET", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/", None),
+            route(
+                "GET",
+                "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/",
+                None
+            ),
             Route::Proxied { .. }
         ));
     }

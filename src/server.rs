@@ -16,6 +16,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use http_body_util::BodyExt;
+
+use crate::access_log::{AccessLog, LoggedBody};
 use crate::body::ProxyBody;
 use crate::error::{respond, ErrorFormat, ProxyError};
 use crate::router::{classify, Route};
@@ -86,7 +89,11 @@ fn serve_connection(
 }
 
 /// Routes one request and turns any error into its answer: the single error edge.
-async fn answer(shared: Arc<Shared>, req: Request<Incoming>, _peer: SocketAddr) -> Response<ProxyBody> {
+async fn answer(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let route = classify(&req, &shared.public);
     let route_name = route.name();
@@ -98,22 +105,22 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>, _peer: SocketAddr) 
     };
     let result: Result<Response<ProxyBody>, ProxyError> = match route {
         Route::Console => crate::api::handle(&shared, req).await,
-        Route::Proxied { session, target } => crate::proxy::handle(shared.clone(), req, session, target).await,
+        Route::Proxied { session, target } => {
+            crate::proxy::handle(shared.clone(), req, session, target).await
+        }
         Route::Forward => Err(ProxyError::ForwardUnavailable),
         Route::Unknown => Err(ProxyError::UnknownHost),
     };
     let response = result.unwrap_or_else(|e| respond(&e, format));
     shared.metrics.count_request(route_name, response.status());
-    // Method, target host, status and time only: never a path, query, header value or body.
-    tracing::info!(
-        route = route_name,
-        %method,
-        host = %host,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    response
+    let log = AccessLog {
+        route: route_name,
+        method,
+        host,
+        status: response.status().as_u16(),
+        started,
+    };
+    response.map(|body| LoggedBody::new(body, log).boxed_unsync())
 }
 
 fn error_format(route: &Route, path: &str) -> ErrorFormat {

@@ -49,7 +49,8 @@ impl SessionId {
     /// Accepts exactly [`SESSION_ID_LEN`] lowercase ASCII letters or digits.
     pub fn parse(s: &str) -> Option<SessionId> {
         let ok = s.len() == SESSION_ID_LEN
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         ok.then(|| SessionId(s.to_owned()))
     }
 
@@ -90,9 +91,7 @@ impl TargetOrigin {
             other => return Err(CodecError::UnsupportedScheme(other.to_owned())),
         };
         let host = url.host().ok_or(CodecError::NoHost)?.to_owned();
-        let port = url
-            .port()
-            .unwrap_or_else(|| default_port(secure));
+        let port = url.port().unwrap_or_else(|| default_port(secure));
         Ok(TargetOrigin { secure, host, port })
     }
 
@@ -412,7 +411,8 @@ impl ProxyMap {
         out.set_scheme(scheme).ok()?;
         out.set_host(Some(&self.public.proxy_host(&self.session, &origin)))
             .ok()?;
-        let port = (self.public.port != default_port(self.public.secure)).then_some(self.public.port);
+        let port =
+            (self.public.port != default_port(self.public.secure)).then_some(self.public.port);
         out.set_port(port).ok()?;
         Some(out)
     }
@@ -432,7 +432,8 @@ impl ProxyMap {
         out.set_query(proxied.query());
         out.set_fragment(proxied.fragment());
         if matches!(proxied.scheme(), "ws" | "wss") {
-            out.set_scheme(if origin.secure { "wss" } else { "ws" }).ok()?;
+            out.set_scheme(if origin.secure { "wss" } else { "ws" })
+                .ok()?;
         }
         Some(out)
     }

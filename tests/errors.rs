@@ -1,5 +1,6 @@
 //! Failures get clear answers and the proxy keeps serving: upstream refused, stalled, reset, untrusted TLS,
 //! compression bombs, private-address targets, unknown sessions and bad API input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -14,7 +15,10 @@ async fn still_serving(stack: &Stack) {
 
 #[tokio::test]
 async fn refused_connection_is_a_502_page() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let stack = start_with(Options {
         extra_resolve: vec![format!("refused.example={closed}")],
         ..Options::default()
@@ -23,7 +27,11 @@ async fn refused_connection_is_a_502_page() {
     let (_, visitor) = stack.session("http://refused.example/").await;
     let reply = stack.get(&visitor).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
-    assert!(reply.text().contains("refused the connection"), "{}", reply.text());
+    assert!(
+        reply.text().contains("refused the connection"),
+        "{}",
+        reply.text()
+    );
     still_serving(&stack).await;
     stack.stop().await;
 }
@@ -34,9 +42,15 @@ async fn upstream_that_never_answers_is_a_504() {
     options.file.upstream.headers_ms = 300;
     let stack = start_with(options).await;
     let (id, _) = stack.session("https://www.shop.test/").await;
-    let reply = stack.get(&stack.proxied(&id, "https://www.shop.test/_fx/stall?ms=5000")).await;
+    let reply = stack
+        .get(&stack.proxied(&id, "https://www.shop.test/_fx/stall?ms=5000"))
+        .await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(reply.text().contains("did not answer in time"), "{}", reply.text());
+    assert!(
+        reply.text().contains("did not answer in time"),
+        "{}",
+        reply.text()
+    );
     still_serving(&stack).await;
     stack.stop().await;
 }
@@ -52,7 +66,10 @@ async fn untrusted_upstream_certificate_is_an_error_page() {
     let reply = stack.get(&visitor).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     let text = reply.text();
-    assert!(text.contains("TLS") && text.to_lowercase().contains("certificate"), "{text}");
+    assert!(
+        text.contains("TLS") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
     still_serving(&stack).await;
     stack.stop().await;
 }
@@ -62,9 +79,18 @@ async fn reset_mid_body_truncates_the_stream_without_harm() {
     let stack = start().await;
     let (id, _) = stack.session("https://www.shop.test/").await;
     let response = stack
-        .send(Method::GET, &stack.proxied(&id, "http://www.shop.test/_fx/reset"), &[], "")
+        .send(
+            Method::GET,
+            &stack.proxied(&id, "http://www.shop.test/_fx/reset"),
+            &[],
+            "",
+        )
         .await;
-    assert_eq!(response.status(), StatusCode::OK, "headers were already on their way");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "headers were already on their way"
+    );
     let body = response.into_body().collect().await;
     assert!(body.is_err(), "the client learns the body is incomplete");
     still_serving(&stack).await;
@@ -78,8 +104,13 @@ async fn compression_bomb_is_cut_off() {
     let stack = start_with(options).await;
     let (id, _) = stack.session("https://www.shop.test/").await;
     for enc in ["gzip", "br", "zstd"] {
-        let url = stack.proxied(&id, &format!("https://www.shop.test/_fx/bomb?enc={enc}&mb=256&type=text/html"));
-        let response = stack.send(Method::GET, &url, &[("accept-encoding", enc)], "").await;
+        let url = stack.proxied(
+            &id,
+            &format!("https://www.shop.test/_fx/bomb?enc={enc}&mb=256&type=text/html"),
+        );
+        let response = stack
+            .send(Method::GET, &url, &[("accept-encoding", enc)], "")
+            .await;
         if response.status() == StatusCode::BAD_GATEWAY {
             continue; // cut off before the first byte: an error page
         }
@@ -92,8 +123,14 @@ async fn compression_bomb_is_cut_off() {
                 None => break false,
             }
         };
-        assert!(ended_with_error, "{enc}: the stream is aborted, not ended as if complete");
-        assert!(received <= (8 << 20) + (1 << 20), "{enc}: {received} bytes passed the 8 MiB cap");
+        assert!(
+            ended_with_error,
+            "{enc}: the stream is aborted, not ended as if complete"
+        );
+        assert!(
+            received <= (8 << 20) + (1 << 20),
+            "{enc}: {received} bytes passed the 8 MiB cap"
+        );
     }
     still_serving(&stack).await;
     stack.stop().await;
@@ -118,10 +155,22 @@ async fn private_address_targets_are_refused() {
     ] {
         let (_, visitor) = stack.session(&target).await;
         let reply = stack.get(&visitor).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{target}: {}", reply.text());
-        assert!(reply.text().contains("not a public address"), "{target}: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{target}: {}",
+            reply.text()
+        );
+        assert!(
+            reply.text().contains("not a public address"),
+            "{target}: {}",
+            reply.text()
+        );
     }
-    assert!(stack.origin.requests().is_empty(), "nothing reached the loopback origin");
+    assert!(
+        stack.origin.requests().is_empty(),
+        "nothing reached the loopback origin"
+    );
     stack.stop().await;
 }
 
@@ -129,11 +178,21 @@ async fn private_address_targets_are_refused() {
 async fn unknown_sessions_and_hosts_are_refused() {
     let stack = start().await;
     let (id, _) = stack.session("https://www.shop.test/").await;
-    let other = stack.proxied(&id, "https://www.shop.test/").replace(&id, "zzzzzzzzzz");
+    let other = stack
+        .proxied(&id, "https://www.shop.test/")
+        .replace(&id, "zzzzzzzzzz");
     assert_eq!(stack.get(&other).await.status, StatusCode::NOT_FOUND);
-    let bad_tag = stack.proxied(&id, "https://www.shop.test/").replace("-s.", "-q.");
-    assert_eq!(stack.get(&bad_tag).await.status, StatusCode::MISDIRECTED_REQUEST);
-    assert_eq!(stack.get("http://elsewhere.example/").await.status, StatusCode::MISDIRECTED_REQUEST);
+    let bad_tag = stack
+        .proxied(&id, "https://www.shop.test/")
+        .replace("-s.", "-q.");
+    assert_eq!(
+        stack.get(&bad_tag).await.status,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    assert_eq!(
+        stack.get("http://elsewhere.example/").await.status,
+        StatusCode::MISDIRECTED_REQUEST
+    );
     // An absolute-form request line is a forward-proxy request, answered apart from proxy hosts.
     let raw = raw_exchange(&stack, "GET http://elsewhere.example/ HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n").await;
     assert!(raw.starts_with("HTTP/1.1 501"), "{raw}");
@@ -145,10 +204,13 @@ async fn raw_exchange(stack: &Stack, request: &str) -> String {
     let mut socket = tokio::net::TcpStream::connect(stack.proxy).await.unwrap();
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), socket.read_to_end(&mut out))
-        .await
-        .expect("answer within 10 s")
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_end(&mut out),
+    )
+    .await
+    .expect("answer within 10 s")
+    .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -160,11 +222,26 @@ async fn api_answers_bad_input_with_json_errors() {
         ("not json", StatusCode::BAD_REQUEST),
         (r#"{"url":"ftp://x.test/"}"#, StatusCode::BAD_REQUEST),
         (r#"{"url":"no scheme"}"#, StatusCode::BAD_REQUEST),
-        (r#"{"url":"http://www.shop.test.abcdefghij-s.localhost/"}"#, StatusCode::FORBIDDEN),
+        (
+            r#"{"url":"http://www.shop.test.abcdefghij-s.localhost/"}"#,
+            StatusCode::FORBIDDEN,
+        ),
     ] {
-        let reply = stack.request(Method::POST, &api, &[("content-type", "application/json")], body).await;
+        let reply = stack
+            .request(
+                Method::POST,
+                &api,
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
         assert_eq!(reply.status, status, "{body}");
-        assert!(reply.json()["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        assert!(
+            reply.json()["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
     }
     let huge = format!(r#"{{"url":"https://x.test/{}"}}"#, "a".repeat(64 << 10));
     let reply = stack.request(Method::POST, &api, &[], huge).await;
@@ -177,23 +254,45 @@ async fn api_answers_bad_input_with_json_errors() {
 async fn session_api_contract() {
     let stack = start().await;
     let reply = stack
-        .request(Method::POST, &format!("{}/api/sessions", stack.public), &[], r#"{"url":"https://www.shop.test/a?b=c"}"#)
+        .request(
+            Method::POST,
+            &format!("{}/api/sessions", stack.public),
+            &[],
+            r#"{"url":"https://www.shop.test/a?b=c"}"#,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let json = reply.json();
     let id = json["id"].as_str().unwrap();
-    assert_eq!(json["visitor_url"], stack.proxied(id, "https://www.shop.test/a?b=c"));
+    assert_eq!(
+        json["visitor_url"],
+        stack.proxied(id, "https://www.shop.test/a?b=c")
+    );
     assert_eq!(json["agent_url"], format!("{}/agent/{id}", stack.public));
-    assert!(time::OffsetDateTime::parse(json["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).is_ok());
-    let go = stack.get(&format!("{}/go?url=https%3A%2F%2Fwww.shop.test%2F", stack.public)).await;
+    assert!(time::OffsetDateTime::parse(
+        json["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339
+    )
+    .is_ok());
+    let go = stack
+        .get(&format!(
+            "{}/go?url=https%3A%2F%2Fwww.shop.test%2F",
+            stack.public
+        ))
+        .await;
     assert_eq!(go.status, StatusCode::FOUND);
     assert!(go.header("location").unwrap().contains(".shop.test."));
-    let agent = stack.get(&format!("{}/__cobrowse/agent.js", stack.public)).await;
+    let agent = stack
+        .get(&format!("{}/__cobrowse/agent.js", stack.public))
+        .await;
     assert_eq!(agent.status, StatusCode::OK);
     assert!(agent.header("content-type").unwrap().contains("javascript"));
     let metrics = stack.get(&format!("{}/metrics", stack.public)).await.text();
     assert!(metrics.contains("cobrowse_requests_total"), "{metrics}");
     let console = stack.get(&format!("{}/", stack.public)).await;
-    assert!(console.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
+    assert!(console
+        .header("content-security-policy")
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     stack.stop().await;
 }

@@ -1,4 +1,5 @@
 //! The rewriting proxy against the fixture site over real sockets: one test per case of the core issue.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
@@ -29,9 +30,18 @@ async fn home_page_loads_rewritten_with_the_agent_once() {
     let head = html.find("<head").unwrap();
     let agent = html.find("agent.js").unwrap();
     let first_script = html.find("<script").unwrap();
-    assert!(agent > head && html[first_script..].starts_with("<script src=\"http://localhost"), "agent is the first script");
-    assert!(!html.contains("\"https://cdn.shop.test"), "no absolute target URL left in attributes");
-    assert!(!html.contains("\"//cdn.shop.test"), "no protocol-relative target URL left");
+    assert!(
+        agent > head && html[first_script..].starts_with("<script src=\"http://localhost"),
+        "agent is the first script"
+    );
+    assert!(
+        !html.contains("\"https://cdn.shop.test"),
+        "no absolute target URL left in attributes"
+    );
+    assert!(
+        !html.contains("\"//cdn.shop.test"),
+        "no protocol-relative target URL left"
+    );
     assert!(page.header("content-length").is_none() || page.header("transfer-encoding").is_none());
     let _ = id;
     stack.stop().await;
@@ -40,7 +50,9 @@ async fn home_page_loads_rewritten_with_the_agent_once() {
 #[tokio::test]
 async fn stylesheets_are_rewritten_and_relative_urls_untouched() {
     let (stack, id) = site().await;
-    let css = stack.get(&stack.proxied(&id, "https://cdn.shop.test/css/site.css")).await;
+    let css = stack
+        .get(&stack.proxied(&id, "https://cdn.shop.test/css/site.css"))
+        .await;
     assert_eq!(css.status, StatusCode::OK);
     let text = css.text();
     let cdn = stack.proxied(&id, "https://cdn.shop.test/");
@@ -54,12 +66,23 @@ async fn stylesheets_are_rewritten_and_relative_urls_untouched() {
 async fn every_content_coding_is_decoded_and_rewritten() {
     let (stack, id) = site().await;
     for enc in ["gzip", "deflate", "br", "zstd"] {
-        let url = stack.proxied(&id, &format!("https://www.shop.test/_fx/encoded?enc={enc}&file=/index.html"));
+        let url = stack.proxied(
+            &id,
+            &format!("https://www.shop.test/_fx/encoded?enc={enc}&file=/index.html"),
+        );
         let reply = stack
-            .request(Method::GET, &url, &[("accept-encoding", "gzip, deflate, br, zstd")], "")
+            .request(
+                Method::GET,
+                &url,
+                &[("accept-encoding", "gzip, deflate, br, zstd")],
+                "",
+            )
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{enc}");
-        assert!(reply.header("content-encoding").is_none(), "{enc}: decoded for rewriting");
+        assert!(
+            reply.header("content-encoding").is_none(),
+            "{enc}: decoded for rewriting"
+        );
         let html = reply.text();
         assert_eq!(html.matches("agent.js").count(), 1, "{enc}: {html}");
         assert!(!html.contains("\"https://cdn.shop.test"), "{enc}");
@@ -70,13 +93,23 @@ async fn every_content_coding_is_decoded_and_rewritten() {
 #[tokio::test]
 async fn other_bodies_pass_through_byte_for_byte() {
     let (stack, id) = site().await;
-    let png = stack.get(&stack.proxied(&id, "https://cdn.shop.test/img/logo.png")).await;
+    let png = stack
+        .get(&stack.proxied(&id, "https://cdn.shop.test/img/logo.png"))
+        .await;
     let on_disk = std::fs::read(support::sites_root().join("cdn.shop.test/img/logo.png")).unwrap();
     assert_eq!(png.body.as_ref(), on_disk.as_slice());
-    assert_eq!(png.header("content-length"), Some(on_disk.len().to_string()));
+    assert_eq!(
+        png.header("content-length"),
+        Some(on_disk.len().to_string())
+    );
     // A compressed asset the client accepts stays compressed.
-    let url = stack.proxied(&id, "https://cdn.shop.test/_fx/encoded?enc=gzip&file=/js/lib.js");
-    let js = stack.request(Method::GET, &url, &[("accept-encoding", "gzip")], "").await;
+    let url = stack.proxied(
+        &id,
+        "https://cdn.shop.test/_fx/encoded?enc=gzip&file=/js/lib.js",
+    );
+    let js = stack
+        .request(Method::GET, &url, &[("accept-encoding", "gzip")], "")
+        .await;
     assert_eq!(js.header("content-encoding").as_deref(), Some("gzip"));
     stack.stop().await;
 }
@@ -91,17 +124,32 @@ async fn location_refresh_link_and_content_location_are_rewritten() {
         "Link:<https://cdn.shop.test/a.css>; rel=preload; as=style, </rel.js>; rel=preload",
     ];
     let query: String = headers.iter().map(|h| format!("&h={}", q(h))).collect();
-    let url = stack.proxied(&id, &format!("https://www.shop.test/_fx/respond?status=302{query}"));
+    let url = stack.proxied(
+        &id,
+        &format!("https://www.shop.test/_fx/respond?status=302{query}"),
+    );
     let reply = stack.get(&url).await;
     assert_eq!(reply.status, StatusCode::FOUND);
     let login = stack.proxied(&id, "https://login.shop.test/");
     let cdn = stack.proxied(&id, "https://cdn.shop.test/");
-    assert_eq!(reply.header("location").unwrap(), format!("{login}next?x=1"));
+    assert_eq!(
+        reply.header("location").unwrap(),
+        format!("{login}next?x=1")
+    );
     assert_eq!(reply.header("content-location").unwrap(), format!("{cdn}c"));
     assert_eq!(reply.header("refresh").unwrap(), format!("0; url={login}r"));
-    assert_eq!(reply.header("link").unwrap(), format!("<{cdn}a.css>; rel=preload; as=style, </rel.js>; rel=preload"));
+    assert_eq!(
+        reply.header("link").unwrap(),
+        format!("<{cdn}a.css>; rel=preload; as=style, </rel.js>; rel=preload")
+    );
     // A relative Location needs nothing.
-    let url = stack.proxied(&id, &format!("https://www.shop.test/_fx/respond?status=301&h={}", q("Location:/moved")));
+    let url = stack.proxied(
+        &id,
+        &format!(
+            "https://www.shop.test/_fx/respond?status=301&h={}",
+            q("Location:/moved")
+        ),
+    );
     assert_eq!(stack.get(&url).await.header("location").unwrap(), "/moved");
     stack.stop().await;
 }
@@ -116,18 +164,32 @@ async fn transport_pinning_headers_are_dropped_and_framing_kept() {
         "Content-Security-Policy:default-src 'self'; img-src https://cdn.shop.test; frame-ancestors 'self'",
     ];
     let query: String = headers.iter().map(|h| format!("&h={}", q(h))).collect();
-    let url = stack.proxied(&id, &format!("https://www.shop.test/_fx/respond?type=text/html&body=%3Cp%3Ehi{query}"));
+    let url = stack.proxied(
+        &id,
+        &format!("https://www.shop.test/_fx/respond?type=text/html&body=%3Cp%3Ehi{query}"),
+    );
     let reply = stack.get(&url).await;
     assert!(reply.header("strict-transport-security").is_none());
     assert!(reply.header("alt-svc").is_none());
-    assert_eq!(reply.header("x-frame-options").as_deref(), Some("SAMEORIGIN"));
+    assert_eq!(
+        reply.header("x-frame-options").as_deref(),
+        Some("SAMEORIGIN")
+    );
     let csp = reply.header("content-security-policy").unwrap();
     let cdn = stack.proxied(&id, "https://cdn.shop.test/");
-    assert!(csp.contains(&format!("img-src {}", cdn.trim_end_matches('/'))), "{csp}");
-    assert!(csp.contains(&format!("script-src 'self' {}", stack.public)), "agent allowed: {csp}");
+    assert!(
+        csp.contains(&format!("img-src {}", cdn.trim_end_matches('/'))),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("script-src 'self' {}", stack.public)),
+        "agent allowed: {csp}"
+    );
     assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
     // The body changed, so no Content-Length from upstream survives.
-    assert!(reply.header("content-length").map_or(true, |l| l == reply.body.len().to_string()));
+    assert!(reply
+        .header("content-length")
+        .map_or(true, |l| l == reply.body.len().to_string()));
     stack.stop().await;
 }
 
@@ -141,11 +203,29 @@ async fn set_cookie_domains_move_under_the_session_and_foreign_ones_drop() {
         "Set-Cookie:suffix=4; Domain=test",
     ];
     let query: String = headers.iter().map(|h| format!("&h={}", q(h))).collect();
-    let url = stack.proxied(&id, &format!("https://login.shop.test/_fx/respond?status=204{query}"));
+    let url = stack.proxied(
+        &id,
+        &format!("https://login.shop.test/_fx/respond?status=204{query}"),
+    );
     let reply = stack.get(&url).await;
-    let cookies: Vec<String> = reply.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-    let host = url::Url::parse(&stack.proxied(&id, "https://shop.test/")).unwrap().host_str().unwrap().to_owned();
-    assert_eq!(cookies, vec!["host=1; Path=/; HttpOnly".to_owned(), format!("shared=2; Path=/; Domain={host}")]);
+    let cookies: Vec<String> = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let host = url::Url::parse(&stack.proxied(&id, "https://shop.test/"))
+        .unwrap()
+        .host_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cookies,
+        vec![
+            "host=1; Path=/; HttpOnly".to_owned(),
+            format!("shared=2; Path=/; Domain={host}")
+        ]
+    );
     stack.stop().await;
 }
 
@@ -177,22 +257,49 @@ async fn request_headers_reach_the_target_in_its_own_terms() {
     assert_eq!(h["referer"], "https://www.shop.test/cart");
     assert_eq!(h["accept-encoding"], "gzip, br");
     assert_eq!(h["cookie"], "a=1");
-    assert!(h.get("x-private").is_none(), "Connection-listed header dropped: {echo}");
+    assert!(
+        h.get("x-private").is_none(),
+        "Connection-listed header dropped: {echo}"
+    );
     stack.stop().await;
 }
 
 #[tokio::test]
 async fn cors_preflight_and_credentials_use_proxy_origins() {
     let (stack, id) = site().await;
-    let www = stack.proxied(&id, "https://www.shop.test/").trim_end_matches('/').to_owned();
+    let www = stack
+        .proxied(&id, "https://www.shop.test/")
+        .trim_end_matches('/')
+        .to_owned();
     let url = stack.proxied(&id, "https://api.shop.test/_fx/cors");
     let pre = stack
-        .request(Method::OPTIONS, &url, &[("origin", &www), ("access-control-request-method", "GET")], "")
+        .request(
+            Method::OPTIONS,
+            &url,
+            &[("origin", &www), ("access-control-request-method", "GET")],
+            "",
+        )
         .await;
-    assert_eq!(pre.header("access-control-allow-origin").as_deref(), Some(www.as_str()));
-    assert_eq!(pre.header("access-control-allow-credentials").as_deref(), Some("true"));
-    let get = stack.request(Method::GET, &url, &[("origin", &www), ("cookie", "s=1")], "").await;
-    assert_eq!(get.header("access-control-allow-origin").as_deref(), Some(www.as_str()));
+    assert_eq!(
+        pre.header("access-control-allow-origin").as_deref(),
+        Some(www.as_str())
+    );
+    assert_eq!(
+        pre.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let get = stack
+        .request(
+            Method::GET,
+            &url,
+            &[("origin", &www), ("cookie", "s=1")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        get.header("access-control-allow-origin").as_deref(),
+        Some(www.as_str())
+    );
     assert_eq!(get.json()["origin"], "https://www.shop.test");
     stack.stop().await;
 }
@@ -200,8 +307,13 @@ async fn cors_preflight_and_credentials_use_proxy_origins() {
 #[tokio::test]
 async fn non_utf8_pages_keep_their_charset_and_bytes() {
     let (stack, id) = site().await;
-    for (cs, enc) in [("shift_jis", encoding_rs::SHIFT_JIS), ("windows-1252", encoding_rs::WINDOWS_1252)] {
-        let reply = stack.get(&stack.proxied(&id, &format!("https://www.shop.test/_fx/charset?cs={cs}"))).await;
+    for (cs, enc) in [
+        ("shift_jis", encoding_rs::SHIFT_JIS),
+        ("windows-1252", encoding_rs::WINDOWS_1252),
+    ] {
+        let reply = stack
+            .get(&stack.proxied(&id, &format!("https://www.shop.test/_fx/charset?cs={cs}")))
+            .await;
         let ct = reply.header("content-type").unwrap().to_ascii_lowercase();
         assert!(ct.contains(cs), "{ct}");
         let (text, _, errors) = enc.decode(&reply.body);
@@ -212,7 +324,10 @@ async fn non_utf8_pages_keep_their_charset_and_bytes() {
             cobrowse_proxy::fixture::CHARSET_LATIN_TEXT
         };
         assert!(text.contains(expected), "{cs}: {text}");
-        assert!(text.contains(&stack.proxied(&id, "https://www.shop.test/x")), "{cs}: {text}");
+        assert!(
+            text.contains(&stack.proxied(&id, "https://www.shop.test/x")),
+            "{cs}: {text}"
+        );
     }
     stack.stop().await;
 }
@@ -221,15 +336,35 @@ async fn non_utf8_pages_keep_their_charset_and_bytes() {
 async fn special_pages_base_refresh_import_map_and_no_head() {
     let (stack, id) = site().await;
     let cdn = stack.proxied(&id, "https://cdn.shop.test/");
-    let base = stack.get(&stack.proxied(&id, "https://www.shop.test/base.html")).await.text();
+    let base = stack
+        .get(&stack.proxied(&id, "https://www.shop.test/base.html"))
+        .await
+        .text();
     assert!(base.contains(&format!("<base href=\"{cdn}js/\"")), "{base}");
-    let refresh = stack.get(&stack.proxied(&id, "https://www.shop.test/refresh.html")).await.text();
-    assert!(refresh.contains(&stack.proxied(&id, "https://www.shop.test/index.html")), "{refresh}");
-    let nohead = stack.get(&stack.proxied(&id, "https://www.shop.test/nohead.html")).await.text();
-    assert!(nohead.trim_start().starts_with("<script src=\"http://localhost"), "{nohead}");
+    let refresh = stack
+        .get(&stack.proxied(&id, "https://www.shop.test/refresh.html"))
+        .await
+        .text();
+    assert!(
+        refresh.contains(&stack.proxied(&id, "https://www.shop.test/index.html")),
+        "{refresh}"
+    );
+    let nohead = stack
+        .get(&stack.proxied(&id, "https://www.shop.test/nohead.html"))
+        .await
+        .text();
+    assert!(
+        nohead
+            .trim_start()
+            .starts_with("<script src=\"http://localhost"),
+        "{nohead}"
+    );
     assert_eq!(nohead.matches("agent.js").count(), 1);
     let home = stack.get(&stack.proxied(&id, WWW)).await.text();
-    assert!(home.contains(&format!("\"util\":\"{cdn}js/util.mjs\"")), "import map rewritten: {home}");
+    assert!(
+        home.contains(&format!("\"util\":\"{cdn}js/util.mjs\"")),
+        "import map rewritten: {home}"
+    );
     stack.stop().await;
 }
 
@@ -237,14 +372,22 @@ async fn special_pages_base_refresh_import_map_and_no_head() {
 async fn http2_upstream_is_used_over_tls() {
     let (stack, id) = site().await;
     stack.origin.clear_requests();
-    let reply = stack.get(&stack.proxied(&id, "https://cdn.shop.test/js/lib.js")).await;
+    let reply = stack
+        .get(&stack.proxied(&id, "https://cdn.shop.test/js/lib.js"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     let seen = stack.origin.requests();
-    let last = seen.iter().rev().find(|r| r.path == "/js/lib.js").expect("origin saw the request");
+    let last = seen
+        .iter()
+        .rev()
+        .find(|r| r.path == "/js/lib.js")
+        .expect("origin saw the request");
     assert!(last.tls, "https target reached over TLS");
     assert_eq!(last.version, "HTTP/2.0", "ALPN picked h2");
     // And plain http stays plain.
-    let reply = stack.get(&stack.proxied(&id, "http://www.shop.test/_fx/echo")).await;
+    let reply = stack
+        .get(&stack.proxied(&id, "http://www.shop.test/_fx/echo"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     stack.stop().await;
 }

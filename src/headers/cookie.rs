@@ -34,7 +34,10 @@ pub fn rewrite_set_cookie(
     if parsed.name().starts_with(RESERVED_PREFIX) {
         return Err(Rejected::Reserved);
     }
-    let new_domain = match parsed.domain().map(|d| d.trim_matches('.').to_ascii_lowercase()) {
+    let new_domain = match parsed
+        .domain()
+        .map(|d| d.trim_matches('.').to_ascii_lowercase())
+    {
         Some(d) if !d.is_empty() => Some(proxy_domain(&d, target, map)?),
         _ => None,
     };

@@ -20,14 +20,38 @@ pub struct AgentSources {
 }
 
 const FETCH_LIKE: &[&str] = &[
-    "default-src", "script-src", "script-src-elem", "script-src-attr", "style-src", "style-src-elem",
-    "style-src-attr", "img-src", "font-src", "connect-src", "media-src", "object-src", "frame-src",
-    "child-src", "worker-src", "manifest-src", "prefetch-src", "form-action", "frame-ancestors",
-    "base-uri", "navigate-to", "fenced-frame-src",
+    "default-src",
+    "script-src",
+    "script-src-elem",
+    "script-src-attr",
+    "style-src",
+    "style-src-elem",
+    "style-src-attr",
+    "img-src",
+    "font-src",
+    "connect-src",
+    "media-src",
+    "object-src",
+    "frame-src",
+    "child-src",
+    "worker-src",
+    "manifest-src",
+    "prefetch-src",
+    "form-action",
+    "frame-ancestors",
+    "base-uri",
+    "navigate-to",
+    "fenced-frame-src",
 ];
 
 /// Rewrites a whole header value (possibly several comma-separated policies).
-pub fn rewrite(value: &str, map: &ProxyMap, page: &TargetOrigin, base: &Url, agent: &AgentSources) -> String {
+pub fn rewrite(
+    value: &str,
+    map: &ProxyMap,
+    page: &TargetOrigin,
+    base: &Url,
+    agent: &AgentSources,
+) -> String {
     value
         .split(',')
         .map(|policy| rewrite_policy(policy, map, page, base, agent))
@@ -40,7 +64,13 @@ struct Directive {
     values: Vec<String>,
 }
 
-fn rewrite_policy(policy: &str, map: &ProxyMap, page: &TargetOrigin, base: &Url, agent: &AgentSources) -> String {
+fn rewrite_policy(
+    policy: &str,
+    map: &ProxyMap,
+    page: &TargetOrigin,
+    base: &Url,
+    agent: &AgentSources,
+) -> String {
     let mut directives: Vec<Directive> = Vec::new();
     for raw in policy.split(';') {
         let mut tokens = raw.split_ascii_whitespace();
@@ -48,9 +78,16 @@ fn rewrite_policy(policy: &str, map: &ProxyMap, page: &TargetOrigin, base: &Url,
             continue;
         };
         let values: Vec<String> = match name.as_str() {
-            "upgrade-insecure-requests" | "block-all-mixed-content" if !map.public().is_secure() => continue,
+            "upgrade-insecure-requests" | "block-all-mixed-content"
+                if !map.public().is_secure() =>
+            {
+                continue
+            }
             "report-uri" => tokens
-                .map(|t| map.rewrite_reference(base, t).unwrap_or_else(|| t.to_owned()))
+                .map(|t| {
+                    map.rewrite_reference(base, t)
+                        .unwrap_or_else(|| t.to_owned())
+                })
                 .collect(),
             n if FETCH_LIKE.contains(&n) => tokens.flat_map(|t| map_source(t, map, page)).collect(),
             _ => tokens.map(str::to_owned).collect(),
@@ -214,10 +251,20 @@ impl<'a> HostSource<'a> {
             .iter()
             .filter_map(|&secure| {
                 let port = match self.port {
-                    None | Some("*") => if secure { 443 } else { 80 },
+                    None | Some("*") => {
+                        if secure {
+                            443
+                        } else {
+                            80
+                        }
+                    }
                     Some(p) => p.parse().ok()?,
                 };
-                let origin = TargetOrigin { secure, host: host.clone(), port };
+                let origin = TargetOrigin {
+                    secure,
+                    host: host.clone(),
+                    port,
+                };
                 let proxied = map.proxy_origin(&origin);
                 let (scheme, rest) = proxied.split_once("://")?;
                 let scheme = match self.scheme.as_deref() {
@@ -231,7 +278,11 @@ impl<'a> HostSource<'a> {
     }
 
     fn original(&self) -> String {
-        let scheme = self.scheme.as_deref().map(|s| format!("{s}://")).unwrap_or_default();
+        let scheme = self
+            .scheme
+            .as_deref()
+            .map(|s| format!("{s}://"))
+            .unwrap_or_default();
         let star = if self.wildcard { "*." } else { "" };
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
         format!("{scheme}{star}{}{port}{}", self.host, self.path)

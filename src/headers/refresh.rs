@@ -29,7 +29,10 @@ fn split(value: &str) -> Option<(&str, &str, &str)> {
     if start >= value.len() {
         return None;
     }
-    let quote = value[start..].chars().next().filter(|c| *c == '"' || *c == '\'');
+    let quote = value[start..]
+        .chars()
+        .next()
+        .filter(|c| *c == '"' || *c == '\'');
     if let Some(q) = quote {
         let body_start = start + 1;
         let end = value[body_start..]
@@ -61,12 +64,22 @@ mod tests {
         let want = "http://login.shop.test.k3x9q2m7wa-s.localhost:8080/";
         for (input, expect) in [
             ("0; url=https://login.shop.test/", format!("0; url={want}")),
-            ("5;URL='https://login.shop.test/'", format!("5;URL='{want}'")),
-            ("3, url = \"https://login.shop.test/\"", format!("3, url = \"{want}\"")),
+            (
+                "5;URL='https://login.shop.test/'",
+                format!("5;URL='{want}'"),
+            ),
+            (
+                "3, url = \"https://login.shop.test/\"",
+                format!("3, url = \"{want}\""),
+            ),
             ("1; https://login.shop.test/", format!("1; {want}")),
             ("0;url=//login.shop.test/", format!("0;url={want}")),
         ] {
-            assert_eq!(rewrite(input, &map(), &base).as_deref(), Some(expect.as_str()), "{input}");
+            assert_eq!(
+                rewrite(input, &map(), &base).as_deref(),
+                Some(expect.as_str()),
+                "{input}"
+            );
         }
         assert_eq!(rewrite("5", &map(), &base), None);
         assert_eq!(rewrite("0; url=/next", &map(), &base), None);

@@ -107,7 +107,10 @@ mod tests {
         let h = run(&[
             ("host", "www.shop.test.k3x9q2m7wa-s.localhost:8080"),
             ("origin", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080"),
-            ("referer", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/cart?x=1"),
+            (
+                "referer",
+                "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/cart?x=1",
+            ),
         ]);
         assert!(h.get("host").is_none());
         assert_eq!(h.get("origin").unwrap(), "https://www.shop.test");
@@ -116,16 +119,26 @@ mod tests {
 
     #[test]
     fn foreign_origin_and_referer_do_not_leak() {
-        let h = run(&[("origin", "http://localhost:8080"), ("referer", "http://localhost:8080/console")]);
+        let h = run(&[
+            ("origin", "http://localhost:8080"),
+            ("referer", "http://localhost:8080/console"),
+        ]);
         assert_eq!(h.get("origin").unwrap(), "null");
         assert!(h.get("referer").is_none());
         let h = run(&[("origin", "http://www.shop.test.aaaaaaaaaa-s.localhost:8080")]);
-        assert_eq!(h.get("origin").unwrap(), "null", "another session's origin is foreign");
+        assert_eq!(
+            h.get("origin").unwrap(),
+            "null",
+            "another session's origin is foreign"
+        );
     }
 
     #[test]
     fn accept_encoding_limited_to_decodable() {
-        let h = run(&[("accept-encoding", "gzip, deflate, br, zstd, dcb, dcz, compress;q=0.1")]);
+        let h = run(&[(
+            "accept-encoding",
+            "gzip, deflate, br, zstd, dcb, dcz, compress;q=0.1",
+        )]);
         assert_eq!(h.get("accept-encoding").unwrap(), "gzip, deflate, br, zstd");
         let h = run(&[("accept-encoding", "dcb")]);
         assert!(h.get("accept-encoding").is_none());

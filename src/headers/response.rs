@@ -38,16 +38,38 @@ pub fn rewrite(headers: &mut HeaderMap, ctx: &ResponseContext, body_changes: boo
     for name in DROPPED {
         headers.remove(name);
     }
-    for name in URL_VALUED.iter().chain([&HeaderName::from_static("sourcemap"), &HeaderName::from_static("x-sourcemap")]) {
-        map_each(headers, name, |v| ctx.map.rewrite_reference(ctx.url, v.trim()));
+    for name in URL_VALUED.iter().chain([
+        &HeaderName::from_static("sourcemap"),
+        &HeaderName::from_static("x-sourcemap"),
+    ]) {
+        map_each(headers, name, |v| {
+            ctx.map.rewrite_reference(ctx.url, v.trim())
+        });
     }
-    map_each(headers, &HeaderName::from_static("refresh"), |v| refresh::rewrite(v, ctx.map, ctx.url));
-    map_each(headers, &header::LINK, |v| link::rewrite(v, ctx.map, ctx.url));
-    map_each(headers, &header::ACCESS_CONTROL_ALLOW_ORIGIN, |v| map_origin_list(v, ctx.map));
-    map_each(headers, &HeaderName::from_static("timing-allow-origin"), |v| map_origin_list(v, ctx.map));
-    map_each(headers, &header::X_FRAME_OPTIONS, |v| map_allow_from(v, ctx));
-    for name in [header::CONTENT_SECURITY_POLICY, header::CONTENT_SECURITY_POLICY_REPORT_ONLY] {
-        map_each(headers, &name, |v| Some(csp::rewrite(v, ctx.map, ctx.target, ctx.url, ctx.agent)));
+    map_each(headers, &HeaderName::from_static("refresh"), |v| {
+        refresh::rewrite(v, ctx.map, ctx.url)
+    });
+    map_each(headers, &header::LINK, |v| {
+        link::rewrite(v, ctx.map, ctx.url)
+    });
+    map_each(headers, &header::ACCESS_CONTROL_ALLOW_ORIGIN, |v| {
+        map_origin_list(v, ctx.map)
+    });
+    map_each(
+        headers,
+        &HeaderName::from_static("timing-allow-origin"),
+        |v| map_origin_list(v, ctx.map),
+    );
+    map_each(headers, &header::X_FRAME_OPTIONS, |v| {
+        map_allow_from(v, ctx)
+    });
+    for name in [
+        header::CONTENT_SECURITY_POLICY,
+        header::CONTENT_SECURITY_POLICY_REPORT_ONLY,
+    ] {
+        map_each(headers, &name, |v| {
+            Some(csp::rewrite(v, ctx.map, ctx.target, ctx.url, ctx.agent))
+        });
     }
     rewrite_set_cookies(headers, ctx);
     if body_changes {
@@ -103,7 +125,11 @@ fn map_allow_from(value: &str, ctx: &ResponseContext) -> Option<String> {
 }
 
 fn rewrite_set_cookies(headers: &mut HeaderMap, ctx: &ResponseContext) {
-    let old: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+    let old: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
     if old.is_empty() {
         return;
     }

@@ -8,22 +8,25 @@
 //!
 //! # How references are found
 //!
-//! The text is tokenized with `cssparser` (the tokenizer browsers' engines share the rules of), so escapes
-//! are decoded before a URL is judged: `url(https\:\/\/evil.test/)` is seen as the absolute URL it is. The
-//! token stream is walked flat: after each block-opening token the parser is restarted just past it, and
-//! this module keeps its own stack of open blocks. A nested `Parser` per block would recurse once per
-//! nesting level, and a hostile `((((…` stylesheet would then overflow the stack.
+//! The text is tokenized with `cssparser` (Firefox's tokenizer, which follows CSS Syntax Level 3 as every
+//! browser does), so escapes are decoded before a URL is judged: `url(https\:\/\/evil.test/)` is seen as
+//! the absolute URL it is. The token stream is walked flat: after each block-opening token the parser is
+//! restarted just past it, and this module keeps its own stack of open blocks. A nested `Parser` per block
+//! would recurse once per nesting level, and a hostile `((((…` stylesheet would then overflow the stack.
 //!
 //! # Why streaming is correct
 //!
 //! CSS tokenization is context-free: the tokens after any token boundary are the same whether the text
 //! before it is there or not. A boundary is final once more input cannot move it; the tokenizer peeks at
-//! most [`LOOKAHEAD`] bytes past a token's end to decide where it ends (`<!--`), so every boundary at least
-//! that far from the end of the buffer is final. Each `write` therefore emits up to the last such boundary
+//! most `LOOKAHEAD` (3) bytes past a token's end to decide where it ends (`<!--`), so every boundary at
+//! least that far from the end of the buffer is final. Each `write` therefore emits up to the last such boundary
 //! and carries the rest, which is re-tokenized with the next chunk. The only context a URL needs is the
 //! construct around it (`url(` before its string, `@import` before its target, `image-set(` around its
-//! strings), so the cut is moved back to the start of any construct it would split. Whatever follows the
-//! cut thus tokenizes, and is rewritten, exactly as it would be in the whole stylesheet.
+//! strings, `@namespace` up to its `;`), so the cut is moved back to the start of any construct it would
+//! split. Whatever follows the cut thus tokenizes, and is rewritten, exactly as it would be in the whole
+//! stylesheet. Holding back more than needed is always safe, only later; so while the buffer ends inside
+//! an unterminated comment, string or `url(` and a new chunk has no byte that could end it, the chunk is
+//! just appended, which keeps a long `data:` URL linear instead of re-tokenized once per chunk.
 //!
 //! Stylesheets that are not UTF-8 are tokenized through a shadow copy in which every non-ASCII byte is an
 //! ASCII letter: CSS syntax is all ASCII and the tokenizer treats any non-ASCII code point like a letter,

@@ -39,7 +39,8 @@ const URL_ATTRIBUTES: &[(&str, &str)] = &[
 ];
 
 /// Attributes holding URL lists.
-const SRCSET_ATTRIBUTES: &[(&str, &str)] = &[("[srcset]", "srcset"), ("[imagesrcset]", "imagesrcset")];
+const SRCSET_ATTRIBUTES: &[(&str, &str)] =
+    &[("[srcset]", "srcset"), ("[imagesrcset]", "imagesrcset")];
 
 /// Everything one document's rewrite needs.
 pub struct HtmlContext {
@@ -170,7 +171,11 @@ fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
 
 /// The agent goes first: into `<head>`, or before the first element that is not `<html>`, or (a document
 /// with no elements at all) at the end.
-fn add_injection(settings: Settings<'static, 'static>, doc: &Shared, tag: Arc<str>) -> Settings<'static, 'static> {
+fn add_injection(
+    settings: Settings<'static, 'static>,
+    doc: &Shared,
+    tag: Arc<str>,
+) -> Settings<'static, 'static> {
     let (d1, t1) = (doc.clone(), tag.clone());
     let (d2, t2) = (doc.clone(), tag);
     settings
@@ -200,7 +205,10 @@ fn add_injection(settings: Settings<'static, 'static>, doc: &Shared, tag: Arc<st
         }))
 }
 
-fn add_url_attributes(mut settings: Settings<'static, 'static>, doc: &Shared) -> Settings<'static, 'static> {
+fn add_url_attributes(
+    mut settings: Settings<'static, 'static>,
+    doc: &Shared,
+) -> Settings<'static, 'static> {
     for &(selector, attr) in URL_ATTRIBUTES {
         let d = doc.clone();
         settings = settings.append_element_content_handler(element!(selector, move |el| {
@@ -233,7 +241,10 @@ fn add_url_attributes(mut settings: Settings<'static, 'static>, doc: &Shared) ->
     }))
 }
 
-fn add_special_elements(settings: Settings<'static, 'static>, doc: &Shared) -> Settings<'static, 'static> {
+fn add_special_elements(
+    settings: Settings<'static, 'static>,
+    doc: &Shared,
+) -> Settings<'static, 'static> {
     let (d_base, d_meta, d_style, d_map) = (doc.clone(), doc.clone(), doc.clone(), doc.clone());
     settings
         // Registered after the generic [href] handler, which has already rewritten the attribute; the base
@@ -260,7 +271,9 @@ fn add_special_elements(settings: Settings<'static, 'static>, doc: &Shared) -> S
             Ok(())
         }))
         .append_element_content_handler(text!("script[type=importmap]", move |chunk| {
-            rewrite_inline_text(chunk, &d_map, |doc, text| super::importmap::rewrite(text, &doc.map, &doc.base));
+            rewrite_inline_text(chunk, &d_map, |doc, text| {
+                super::importmap::rewrite(text, &doc.map, &doc.base)
+            });
             Ok(())
         }))
 }
@@ -282,7 +295,9 @@ impl Check {
     fn may_need_work(self, raw: &str) -> bool {
         match self {
             Check::Url => needs_resolving(raw),
-            Check::Srcset => raw.contains('\\') || raw.split(',').any(|c| needs_resolving(c.trim_start())),
+            Check::Srcset => {
+                raw.contains('\\') || raw.split(',').any(|c| needs_resolving(c.trim_start()))
+            }
             Check::List => raw.split_ascii_whitespace().any(needs_resolving),
             Check::Always => true,
         }
@@ -341,7 +356,10 @@ fn escape_attribute(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn rewrite_style_attribute(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
+fn rewrite_style_attribute(
+    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    doc: &Shared,
+) {
     let Some(raw) = el.get_attribute("style") else {
         return;
     };
@@ -382,19 +400,24 @@ fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc:
         return;
     };
     let equiv = equiv.trim().to_ascii_lowercase();
-    rewrite_attribute(el, "content", doc, Check::Always, |d, value| match equiv.as_str() {
-        "refresh" => refresh::rewrite(value, &d.map, &d.base),
-        "content-security-policy" | "content-security-policy-report-only" => {
-            Some(csp::rewrite(value, &d.map, &d.target, &d.base, &d.agent))
+    rewrite_attribute(el, "content", doc, Check::Always, |d, value| {
+        match equiv.as_str() {
+            "refresh" => refresh::rewrite(value, &d.map, &d.base),
+            "content-security-policy" | "content-security-policy-report-only" => {
+                Some(csp::rewrite(value, &d.map, &d.target, &d.base, &d.agent))
+            }
+            _ => None,
         }
-        _ => None,
     });
 }
 
 /// Where the body may change, a subresource hash can no longer hold.
 fn drop_integrity(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
     if el.tag_name() == "link" {
-        let kind = el.get_attribute("as").unwrap_or_default().to_ascii_lowercase();
+        let kind = el
+            .get_attribute("as")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         // Images and fonts pass through unchanged, so their hashes still hold.
         if kind == "image" || kind == "font" {
             return;
@@ -404,7 +427,11 @@ fn drop_integrity(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
 }
 
 /// Gathers a raw-text element's text (lol_html hands it over in arbitrary pieces), then rewrites it whole.
-fn rewrite_inline_text(chunk: &mut TextChunk, doc: &Shared, f: impl FnOnce(&Doc, &str) -> Option<String>) {
+fn rewrite_inline_text(
+    chunk: &mut TextChunk,
+    doc: &Shared,
+    f: impl FnOnce(&Doc, &str) -> Option<String>,
+) {
     let mut d = lock(doc);
     if d.inline_overflow {
         if chunk.last_in_text_node() {

@@ -101,7 +101,9 @@ fn parse_content_type(value: &str) -> (String, Option<&str>) {
 /// declared (a `<meta charset>` then switches it); `None` for UTF-16 and the like, which pass through.
 fn html_encoding(charset: Option<&str>) -> Option<AsciiCompatibleEncoding> {
     let encoding = match charset {
-        Some(label) => encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8),
+        Some(label) => {
+            encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8)
+        }
         None => encoding_rs::UTF_8,
     };
     AsciiCompatibleEncoding::new(encoding)
@@ -146,7 +148,9 @@ where
                     this.done = true;
                     return Poll::Ready(Some(Err(e)));
                 }
-                Poll::Ready(Some(Ok(chunk))) if this.passthrough => return Poll::Ready(Some(Ok(chunk))),
+                Poll::Ready(Some(Ok(chunk))) if this.passthrough => {
+                    return Poll::Ready(Some(Ok(chunk)))
+                }
                 Poll::Ready(Some(Ok(chunk))) => {
                     if let Err(e) = this.transform.write(&chunk, &mut out) {
                         tracing::warn!(error = %e, "rewriter gave up; passing the rest through");
@@ -185,8 +189,14 @@ mod tests {
 
     #[test]
     fn kinds_from_content_type() {
-        assert!(matches!(plan_for("text/html; charset=UTF-8", None).kind, Kind::Html(_)));
-        assert!(matches!(plan_for("TEXT/HTML", Some("gzip")).kind, Kind::Html(_)));
+        assert!(matches!(
+            plan_for("text/html; charset=UTF-8", None).kind,
+            Kind::Html(_)
+        ));
+        assert!(matches!(
+            plan_for("TEXT/HTML", Some("gzip")).kind,
+            Kind::Html(_)
+        ));
         assert_eq!(plan_for("text/css", Some("br")).kind, Kind::Css);
         assert_eq!(plan_for("text/css", Some("br")).coding, Coding::Brotli);
         assert_eq!(plan_for("image/png", None).kind, Kind::Pass);
@@ -194,7 +204,10 @@ mod tests {
         assert_eq!(plan_for("text/html", Some("compress")).kind, Kind::Pass);
         assert_eq!(plan_for("text/html", Some("gzip, br")).kind, Kind::Pass);
         let shift_jis = plan_for("text/html; charset=\"Shift_JIS\"", None);
-        assert_eq!(shift_jis.kind, Kind::Html(AsciiCompatibleEncoding::new(encoding_rs::SHIFT_JIS).unwrap()));
+        assert_eq!(
+            shift_jis.kind,
+            Kind::Html(AsciiCompatibleEncoding::new(encoding_rs::SHIFT_JIS).unwrap())
+        );
     }
 
     #[test]
@@ -202,6 +215,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         assert_eq!(plan(&Method::HEAD, StatusCode::OK, &h).kind, Kind::Pass);
-        assert_eq!(plan(&Method::GET, StatusCode::NOT_MODIFIED, &h).kind, Kind::Pass);
+        assert_eq!(
+            plan(&Method::GET, StatusCode::NOT_MODIFIED, &h).kind,
+            Kind::Pass
+        );
     }
 }

@@ -7,12 +7,17 @@ pub fn rewrite(value: &str, mut f: impl FnMut(&str) -> Option<String>) -> Option
     let mut rest = value;
     let mut copied_to = 0; // bytes of `value` already represented in `out`
     while !rest.is_empty() {
-        let skip = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == ',').len();
+        let skip = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_whitespace() || c == ',')
+                .len();
         rest = &rest[skip..];
         if rest.is_empty() {
             break;
         }
-        let url_len = rest.find(|c: char| c.is_ascii_whitespace()).unwrap_or(rest.len());
+        let url_len = rest
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
         let mut url = &rest[..url_len];
         // A URL ending in commas ends the candidate there (no descriptors).
         let trimmed = url.trim_end_matches(',');
@@ -66,9 +71,18 @@ mod tests {
             rewrite("https://c/a.png 1x, b.png 2x,https://c/d.png 480w", up).unwrap(),
             "P[https://c/a.png] 1x, b.png 2x,P[https://c/d.png] 480w"
         );
-        assert_eq!(rewrite("https://c/a,b.png", up).unwrap(), "P[https://c/a,b.png]");
-        assert_eq!(rewrite("https://c/a.png,, https://c/b.png 2x", up).unwrap(), "P[https://c/a.png],, P[https://c/b.png] 2x");
-        assert_eq!(rewrite(" https://c/x.png (a, b) 1x , https://c/y.png", up).unwrap(), " P[https://c/x.png] (a, b) 1x , P[https://c/y.png]");
+        assert_eq!(
+            rewrite("https://c/a,b.png", up).unwrap(),
+            "P[https://c/a,b.png]"
+        );
+        assert_eq!(
+            rewrite("https://c/a.png,, https://c/b.png 2x", up).unwrap(),
+            "P[https://c/a.png],, P[https://c/b.png] 2x"
+        );
+        assert_eq!(
+            rewrite(" https://c/x.png (a, b) 1x , https://c/y.png", up).unwrap(),
+            " P[https://c/x.png] (a, b) 1x , P[https://c/y.png]"
+        );
         assert_eq!(rewrite("", up), None);
     }
 }

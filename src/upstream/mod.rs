@@ -109,7 +109,11 @@ impl Upstream {
         let host = req.uri().host().unwrap_or_default().to_owned();
         self.check_ip_literal(&host)?;
         self.apply_resolve_port(&mut req, &host)?;
-        let client = if upgrade { &self.http1_client } else { &self.client };
+        let client = if upgrade {
+            &self.http1_client
+        } else {
+            &self.client
+        };
         let sent = tokio::time::timeout(self.timeouts.headers(), client.request(req)).await;
         match sent {
             Err(_) => Err(UpstreamError::Timeout {
@@ -138,7 +142,11 @@ impl Upstream {
 
     /// A `--resolve` rule with a port sends every port of its hosts there: the connector keeps a resolved
     /// port only when the URI names none, so the port leaves the URI and stays in the Host header.
-    fn apply_resolve_port(&self, req: &mut Request<ProxyBody>, host: &str) -> Result<(), UpstreamError> {
+    fn apply_resolve_port(
+        &self,
+        req: &mut Request<ProxyBody>,
+        host: &str,
+    ) -> Result<(), UpstreamError> {
         let authority = req.uri().authority().map(|a| a.as_str().to_owned());
         if let Some(authority) = &authority {
             let value = HeaderValue::from_str(authority)
@@ -180,7 +188,8 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, U
         let pem = std::fs::read(path)
             .map_err(|e| UpstreamError::Setup(format!("--upstream-ca {}: {e}", path.display())))?;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| UpstreamError::Setup(format!("{}: {e}", path.display())))?;
+            let cert =
+                cert.map_err(|e| UpstreamError::Setup(format!("{}: {e}", path.display())))?;
             roots
                 .add(cert)
                 .map_err(|e| UpstreamError::Setup(format!("{}: {e}", path.display())))?;
@@ -239,8 +248,13 @@ fn classify(host: &str, err: &hyper_util::client::legacy::Error) -> UpstreamErro
 }
 
 /// The next error in a chain. `io::Error::source` skips the error it wraps, so descend into that first.
-fn next_cause<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
-    match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+fn next_cause<'a>(
+    cause: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
         Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
         None => cause.source(),
     }

@@ -41,10 +41,19 @@ fn http_with_port() {
 
 #[test]
 fn default_ports_are_canonical() {
-    assert_eq!(round_trip("https://a.test:443/"), round_trip("https://a.test/"));
-    assert_eq!(round_trip("http://a.test:80/"), round_trip("http://a.test/"));
+    assert_eq!(
+        round_trip("https://a.test:443/"),
+        round_trip("https://a.test/")
+    );
+    assert_eq!(
+        round_trip("http://a.test:80/"),
+        round_trip("http://a.test/")
+    );
     assert_ne!(round_trip("http://a.test/"), round_trip("https://a.test/"));
-    assert_ne!(round_trip("https://a.test:444/"), round_trip("https://a.test/"));
+    assert_ne!(
+        round_trip("https://a.test:444/"),
+        round_trip("https://a.test/")
+    );
 }
 
 #[test]
@@ -68,9 +77,15 @@ fn ip_literals() {
     );
     round_trip("https://[::ffff:1.2.3.4]/");
     round_trip("https://[::]/");
-    assert_eq!(round_trip("http://1.2.3.4/"), "1.2.3.4.k3x9q2m7wa-h.localhost");
+    assert_eq!(
+        round_trip("http://1.2.3.4/"),
+        "1.2.3.4.k3x9q2m7wa-h.localhost"
+    );
     // WHATWG IPv4 forms normalise before encoding.
-    assert_eq!(round_trip("http://0x7f.1/"), "127.0.0.1.k3x9q2m7wa-h.localhost");
+    assert_eq!(
+        round_trip("http://0x7f.1/"),
+        "127.0.0.1.k3x9q2m7wa-h.localhost"
+    );
 }
 
 #[test]
@@ -83,14 +98,37 @@ fn single_label_and_fqdn_hosts() {
 #[test]
 fn non_canonical_or_foreign_hosts_are_refused() {
     let p = public();
-    assert_eq!(p.decode_authority("localhost:8080"), Err(CodecError::NotProxyHost));
-    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-s.localhost:9090"), Err(CodecError::NotProxyHost));
-    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-s.evil.test:8080"), Err(CodecError::NotProxyHost));
-    assert_eq!(p.decode_authority("x.test.k3x9q2m7w-s.localhost:8080"), Err(CodecError::BadTag));
-    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-q.localhost:8080"), Err(CodecError::BadTag));
-    assert_eq!(p.decode_authority("x.test.k3x9q2m7wa-s-443.localhost:8080"), Err(CodecError::BadTargetHost));
-    assert_eq!(p.decode_authority("k3x9q2m7wa-s.localhost:8080"), Err(CodecError::BadTag));
-    assert!(p.decode_authority("0x7f.1.k3x9q2m7wa-s.localhost:8080").is_err());
+    assert_eq!(
+        p.decode_authority("localhost:8080"),
+        Err(CodecError::NotProxyHost)
+    );
+    assert_eq!(
+        p.decode_authority("x.test.k3x9q2m7wa-s.localhost:9090"),
+        Err(CodecError::NotProxyHost)
+    );
+    assert_eq!(
+        p.decode_authority("x.test.k3x9q2m7wa-s.evil.test:8080"),
+        Err(CodecError::NotProxyHost)
+    );
+    assert_eq!(
+        p.decode_authority("x.test.k3x9q2m7w-s.localhost:8080"),
+        Err(CodecError::BadTag)
+    );
+    assert_eq!(
+        p.decode_authority("x.test.k3x9q2m7wa-q.localhost:8080"),
+        Err(CodecError::BadTag)
+    );
+    assert_eq!(
+        p.decode_authority("x.test.k3x9q2m7wa-s-443.localhost:8080"),
+        Err(CodecError::BadTargetHost)
+    );
+    assert_eq!(
+        p.decode_authority("k3x9q2m7wa-s.localhost:8080"),
+        Err(CodecError::BadTag)
+    );
+    assert!(p
+        .decode_authority("0x7f.1.k3x9q2m7wa-s.localhost:8080")
+        .is_err());
 }
 
 #[test]
@@ -110,9 +148,19 @@ fn map() -> ProxyMap {
 fn references_that_need_no_work() {
     let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
     for r in [
-        "/root.css", "rel.png", "../up", "?q=1", "#frag", "", "data:text/plain,hi",
-        "blob:https://www.shop.test/uuid", "javascript:void(0)", "about:blank", "mailto:a@b.test",
-        "tel:123", "c:d",
+        "/root.css",
+        "rel.png",
+        "../up",
+        "?q=1",
+        "#frag",
+        "",
+        "data:text/plain,hi",
+        "blob:https://www.shop.test/uuid",
+        "javascript:void(0)",
+        "about:blank",
+        "mailto:a@b.test",
+        "tel:123",
+        "c:d",
     ] {
         assert_eq!(map().rewrite_reference(&base, r), None, "{r}");
     }
@@ -123,19 +171,53 @@ fn references_to_other_origins_are_proxied() {
     let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
     let m = map();
     let cases = [
-        ("https://cdn.shop.test/a.png", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a.png"),
-        ("//cdn.shop.test/a.png", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a.png"),
-        ("\\\\cdn.shop.test/a", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
-        ("/\\cdn.shop.test/a", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
-        (" HTTPS://CDN.shop.test/a ", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
-        ("h\tttps://cdn.shop.test/a", "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
-        ("http:other.test/x", "http://other.test.k3x9q2m7wa-h.localhost:8080/x"),
-        ("https:same", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/dir/same"),
-        ("wss://api.shop.test/ws", "ws://api.shop.test.k3x9q2m7wa-s.localhost:8080/ws"),
-        ("https://www.shop.test/self", "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/self"),
+        (
+            "https://cdn.shop.test/a.png",
+            "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a.png",
+        ),
+        (
+            "//cdn.shop.test/a.png",
+            "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a.png",
+        ),
+        (
+            "\\\\cdn.shop.test/a",
+            "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a",
+        ),
+        (
+            "/\\cdn.shop.test/a",
+            "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a",
+        ),
+        (
+            " HTTPS://CDN.shop.test/a ",
+            "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a",
+        ),
+        (
+            "h\tttps://cdn.shop.test/a",
+            "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a",
+        ),
+        (
+            "http:other.test/x",
+            "http://other.test.k3x9q2m7wa-h.localhost:8080/x",
+        ),
+        (
+            "https:same",
+            "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/dir/same",
+        ),
+        (
+            "wss://api.shop.test/ws",
+            "ws://api.shop.test.k3x9q2m7wa-s.localhost:8080/ws",
+        ),
+        (
+            "https://www.shop.test/self",
+            "http://www.shop.test.k3x9q2m7wa-s.localhost:8080/self",
+        ),
     ];
     for (input, want) in cases {
-        assert_eq!(m.rewrite_reference(&base, input).as_deref(), Some(want), "{input}");
+        assert_eq!(
+            m.rewrite_reference(&base, input).as_deref(),
+            Some(want),
+            "{input}"
+        );
     }
 }
 
@@ -143,8 +225,14 @@ fn references_to_other_origins_are_proxied() {
 fn already_proxied_urls_are_left_alone() {
     let base = Url::parse("https://www.shop.test/").unwrap();
     let m = map();
-    assert_eq!(m.rewrite_reference(&base, "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"), None);
-    assert_eq!(m.rewrite_reference(&base, "http://localhost:8080/agent.js"), None);
+    assert_eq!(
+        m.rewrite_reference(&base, "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a"),
+        None
+    );
+    assert_eq!(
+        m.rewrite_reference(&base, "http://localhost:8080/agent.js"),
+        None
+    );
 }
 
 #[test]
@@ -154,5 +242,9 @@ fn proxy_urls_map_back() {
     let proxied = m.to_proxy(&target).unwrap();
     assert_eq!(m.to_target(&proxied).unwrap(), target);
     let other = Url::parse("http://cdn.shop.test.aaaaaaaaaa-s.localhost:8080/").unwrap();
-    assert_eq!(m.to_target(&other), None, "another session's host is not ours");
+    assert_eq!(
+        m.to_target(&other),
+        None,
+        "another session's host is not ours"
+    );
 }

@@ -51,14 +51,20 @@ pub async fn start() -> Stack {
 }
 
 pub async fn start_with(options: Options) -> Stack {
-    let origin = FixtureOrigin::start(sites_root()).await.expect("fixture origin starts");
+    let origin = FixtureOrigin::start(sites_root())
+        .await
+        .expect("fixture origin starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     let mut resolve = options.extra_resolve.clone();
     resolve.push(format!("*.test=127.0.0.1:{}", origin.addr.port()));
     let mut upstream_ca = Vec::new();
     if options.trust_origin_ca {
-        let path = std::env::temp_dir().join(format!("cobrowse-test-ca-{}-{}.pem", std::process::id(), proxy.port()));
+        let path = std::env::temp_dir().join(format!(
+            "cobrowse-test-ca-{}-{}.pem",
+            std::process::id(),
+            proxy.port()
+        ));
         std::fs::write(&path, &origin.ca_pem).unwrap();
         upstream_ca.push(path);
     }
@@ -100,10 +106,13 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -112,11 +121,19 @@ impl Stack {
     pub async fn session(&self, url: &str) -> (String, String) {
         let body = serde_json::json!({ "url": url }).to_string();
         let reply = self
-            .request(Method::POST, &format!("{}/api/sessions", self.public), &[("content-type", "application/json")], body)
+            .request(
+                Method::POST,
+                &format!("{}/api/sessions", self.public),
+                &[("content-type", "application/json")],
+                body,
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
         let json = reply.json();
-        (json["id"].as_str().unwrap().to_owned(), json["visitor_url"].as_str().unwrap().to_owned())
+        (
+            json["id"].as_str().unwrap().to_owned(),
+            json["visitor_url"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// The proxy URL for a target URL within a session.
@@ -126,7 +143,9 @@ impl Stack {
             std::sync::Arc::new(public),
             cobrowse_proxy::url_codec::SessionId::parse(session).unwrap(),
         );
-        map.to_proxy(&url::Url::parse(target).unwrap()).unwrap().to_string()
+        map.to_proxy(&url::Url::parse(target).unwrap())
+            .unwrap()
+            .to_string()
     }
 
     pub async fn get(&self, url: &str) -> Reply {
@@ -134,7 +153,13 @@ impl Stack {
     }
 
     /// Sends a request for `url` (a proxy or public URL) to the proxy's socket, with `Host` from the URL.
-    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
         let response = self.send(method, url, headers, body).await;
         let status = response.status();
         let headers = response.headers().clone();
@@ -143,7 +168,11 @@ impl Stack {
             .expect("body within 60 s")
             .expect("body completes")
             .to_bytes();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Like `request` but hands back the streaming response.

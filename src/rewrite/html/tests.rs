@@ -22,7 +22,11 @@ fn transform(encoding: &'static encoding_rs::Encoding) -> HtmlTransform {
     })
 }
 
-fn run_chunks(input: &[u8], sizes: &mut dyn FnMut() -> usize, encoding: &'static encoding_rs::Encoding) -> Vec<u8> {
+fn run_chunks(
+    input: &[u8],
+    sizes: &mut dyn FnMut() -> usize,
+    encoding: &'static encoding_rs::Encoding,
+) -> Vec<u8> {
     let mut t = transform(encoding);
     let mut out = Vec::new();
     let mut rest = input;
@@ -42,7 +46,11 @@ fn rewrite_bytes(input: &[u8], encoding: &'static encoding_rs::Encoding) -> Vec<
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let max = [1, 2, 3, 7, 16, 64, 256, 4096][seed as usize];
         let split = run_chunks(input, &mut || rng.gen_range(1..=max), encoding);
-        assert_eq!(String::from_utf8_lossy(&split), String::from_utf8_lossy(&whole), "seed {seed}");
+        assert_eq!(
+            String::from_utf8_lossy(&split),
+            String::from_utf8_lossy(&whole),
+            "seed {seed}"
+        );
     }
     whole
 }
@@ -62,8 +70,25 @@ fn relative_urls_are_untouched_and_agent_goes_first_in_head() {
 fn absolute_urls_in_every_url_attribute() {
     let input = r#"<a href="https://cdn.shop.test/a">a</a><img src="//cdn.shop.test/i.png"><form action="https://cdn.shop.test/f"><button formaction="https://cdn.shop.test/b"></button></form><video poster="https://cdn.shop.test/p.png"></video><object data="https://cdn.shop.test/o.svg"></object><blockquote cite="https://cdn.shop.test/q"></blockquote><table background="https://cdn.shop.test/bg.png"></table><a ping="https://cdn.shop.test/ping">p</a><svg><image href="https://cdn.shop.test/s.png"/><use xlink:href="https://cdn.shop.test/sprite.svg#i"/></svg><iframe src="https://cdn.shop.test/frame"></iframe><link rel=icon href="https://cdn.shop.test/fav.ico">"#;
     let out = rewrite(input);
-    for path in ["/a", "/i.png", "/f", "/b", "/p.png", "/o.svg", "/q", "/bg.png", "/ping", "/s.png", "/sprite.svg#i", "/frame", "/fav.ico"] {
-        assert!(out.contains(&format!("\"{P}{path}\"")), "{path} not rewritten in {out}");
+    for path in [
+        "/a",
+        "/i.png",
+        "/f",
+        "/b",
+        "/p.png",
+        "/o.svg",
+        "/q",
+        "/bg.png",
+        "/ping",
+        "/s.png",
+        "/sprite.svg#i",
+        "/frame",
+        "/fav.ico",
+    ] {
+        assert!(
+            out.contains(&format!("\"{P}{path}\"")),
+            "{path} not rewritten in {out}"
+        );
     }
     assert!(!out.contains("\"https://cdn.shop.test"), "{out}");
 }
@@ -71,49 +96,91 @@ fn absolute_urls_in_every_url_attribute() {
 #[test]
 fn html_root_manifest_is_rewritten() {
     let out = rewrite(r#"<html manifest="https://cdn.shop.test/app.appcache"><p>x"#);
-    assert!(out.contains(&format!("manifest=\"{P}/app.appcache\"")), "{out}");
-    assert!(out.contains(&format!("<html manifest=\"{P}/app.appcache\">{TAG}<p>")), "agent before the first non-html element: {out}");
+    assert!(
+        out.contains(&format!("manifest=\"{P}/app.appcache\"")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("<html manifest=\"{P}/app.appcache\">{TAG}<p>")),
+        "agent before the first non-html element: {out}"
+    );
 }
 
 #[test]
 fn srcset_and_imagesrcset() {
-    let out = rewrite(r#"<img srcset="https://cdn.shop.test/a.png 1x, /b.png 2x"><link rel=preload as=image imagesrcset="//cdn.shop.test/c.png 100w">"#);
-    assert!(out.contains(&format!("srcset=\"{P}/a.png 1x, /b.png 2x\"")), "{out}");
-    assert!(out.contains(&format!("imagesrcset=\"{P}/c.png 100w\"")), "{out}");
+    let out = rewrite(
+        r#"<img srcset="https://cdn.shop.test/a.png 1x, /b.png 2x"><link rel=preload as=image imagesrcset="//cdn.shop.test/c.png 100w">"#,
+    );
+    assert!(
+        out.contains(&format!("srcset=\"{P}/a.png 1x, /b.png 2x\"")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("imagesrcset=\"{P}/c.png 100w\"")),
+        "{out}"
+    );
 }
 
 #[test]
 fn entities_cannot_hide_an_absolute_url() {
-    let out = rewrite(r#"<a href="https&#58;//cdn.shop.test/x?a=1&amp;b=2">x</a><a href="&#x2F;&#x2F;cdn.shop.test/y">y</a>"#);
-    assert!(out.contains(&format!("href=\"{P}/x?a=1&amp;b=2\"")), "{out}");
+    let out = rewrite(
+        r#"<a href="https&#58;//cdn.shop.test/x?a=1&amp;b=2">x</a><a href="&#x2F;&#x2F;cdn.shop.test/y">y</a>"#,
+    );
+    assert!(
+        out.contains(&format!("href=\"{P}/x?a=1&amp;b=2\"")),
+        "{out}"
+    );
     assert!(out.contains(&format!("href=\"{P}/y\"")), "{out}");
 }
 
 #[test]
 fn base_href_is_rewritten_and_used_for_later_absolute_resolution() {
-    let out = rewrite(r#"<head><base href="https://cdn.shop.test/js/"><script src="lib.js"></script><a href="https:x">x</a></head>"#);
+    let out = rewrite(
+        r#"<head><base href="https://cdn.shop.test/js/"><script src="lib.js"></script><a href="https:x">x</a></head>"#,
+    );
     assert!(out.contains(&format!("<base href=\"{P}/js/\">")), "{out}");
-    assert!(out.contains("<script src=\"lib.js\">"), "relative stays relative: {out}");
-    assert!(out.contains(&format!("href=\"{P}/js/x\"")), "resolved against the base: {out}");
+    assert!(
+        out.contains("<script src=\"lib.js\">"),
+        "relative stays relative: {out}"
+    );
+    assert!(
+        out.contains(&format!("href=\"{P}/js/x\"")),
+        "resolved against the base: {out}"
+    );
 }
 
 #[test]
 fn meta_refresh_and_meta_csp() {
-    let out = rewrite(r#"<meta http-equiv="refresh" content="0; url=https://cdn.shop.test/next"><meta http-equiv="Content-Security-Policy" content="img-src https://cdn.shop.test">"#);
-    assert!(out.contains(&format!("content=\"0; url={P}/next\"")), "{out}");
+    let out = rewrite(
+        r#"<meta http-equiv="refresh" content="0; url=https://cdn.shop.test/next"><meta http-equiv="Content-Security-Policy" content="img-src https://cdn.shop.test">"#,
+    );
+    assert!(
+        out.contains(&format!("content=\"0; url={P}/next\"")),
+        "{out}"
+    );
     assert!(out.contains(&format!("content=\"img-src {P}\"")), "{out}");
 }
 
 #[test]
 fn integrity_removed_where_bodies_may_change() {
-    let out = rewrite(r#"<script src="https://cdn.shop.test/a.js" integrity="sha384-x" crossorigin></script><link rel=stylesheet href="/s.css" integrity="sha384-y"><link rel=preload as=font href="/f.woff2" integrity="sha384-z">"#);
-    assert!(!out.contains("sha384-x") && !out.contains("sha384-y"), "{out}");
-    assert!(out.contains("sha384-z"), "fonts pass through unchanged: {out}");
+    let out = rewrite(
+        r#"<script src="https://cdn.shop.test/a.js" integrity="sha384-x" crossorigin></script><link rel=stylesheet href="/s.css" integrity="sha384-y"><link rel=preload as=font href="/f.woff2" integrity="sha384-z">"#,
+    );
+    assert!(
+        !out.contains("sha384-x") && !out.contains("sha384-y"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sha384-z"),
+        "fonts pass through unchanged: {out}"
+    );
 }
 
 #[test]
 fn inline_styles_and_style_elements() {
-    let out = rewrite(r#"<div style="background:url('https://cdn.shop.test/a.png')"></div><style>@import "https://cdn.shop.test/i.css"; .x{background:url(//cdn.shop.test/b.png)} .y{background:url(/c.png)}</style>"#);
+    let out = rewrite(
+        r#"<div style="background:url('https://cdn.shop.test/a.png')"></div><style>@import "https://cdn.shop.test/i.css"; .x{background:url(//cdn.shop.test/b.png)} .y{background:url(/c.png)}</style>"#,
+    );
     assert!(out.contains(&format!("{P}/a.png")), "{out}");
     assert!(out.contains(&format!("@import \"{P}/i.css\"")), "{out}");
     assert!(out.contains(&format!("{P}/b.png")), "{out}");
@@ -122,7 +189,9 @@ fn inline_styles_and_style_elements() {
 
 #[test]
 fn import_maps() {
-    let out = rewrite(r#"<script type="importmap">{"imports":{"util":"https://cdn.shop.test/u.mjs"}}</script>"#);
+    let out = rewrite(
+        r#"<script type="importmap">{"imports":{"util":"https://cdn.shop.test/u.mjs"}}</script>"#,
+    );
     assert!(out.contains(&format!("\"util\":\"{P}/u.mjs\"")), "{out}");
 }
 
@@ -141,11 +210,15 @@ fn agent_injected_exactly_once_without_head_or_html() {
 
 #[test]
 fn non_utf8_documents_keep_their_bytes() {
-    let (page, _, _) = encoding_rs::SHIFT_JIS.encode("<p>日本語のページ</p><a href=\"https://cdn.shop.test/x\">リンク</a>");
+    let (page, _, _) = encoding_rs::SHIFT_JIS
+        .encode("<p>日本語のページ</p><a href=\"https://cdn.shop.test/x\">リンク</a>");
     let out = rewrite_bytes(&page, encoding_rs::SHIFT_JIS);
     let (text, _, errors) = encoding_rs::SHIFT_JIS.decode(&out);
     assert!(!errors, "output is valid Shift_JIS");
-    assert!(text.contains("日本語のページ") && text.contains("リンク"), "{text}");
+    assert!(
+        text.contains("日本語のページ") && text.contains("リンク"),
+        "{text}"
+    );
     assert!(text.contains(&format!("href=\"{P}/x\"")), "{text}");
 }
 

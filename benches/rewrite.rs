@@ -1,0 +1,170 @@
+//! HTML and CSS rewriting throughput on realistic pages (fixtures/corpus), side by side in one run:
+//! a plain copy, lol_html passing the bytes through with no handlers, a naive lol_html rewrite (prefix every
+//! URL attribute, inject a script), the same resolving each URL, and ours. Read the ratios, not the numbers.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use cobrowse_proxy::headers::csp::AgentSources;
+use cobrowse_proxy::rewrite::css::CssRewriter;
+use cobrowse_proxy::rewrite::html::{HtmlContext, HtmlTransform};
+use cobrowse_proxy::rewrite::Transform;
+use cobrowse_proxy::url_codec::{ProxyMap, PublicOrigin, SessionId, TargetOrigin};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lol_html::html_content::ContentType;
+use lol_html::{element, HtmlRewriter, Settings};
+use url::Url;
+
+const CHUNK: usize = 16 << 10;
+const PAGES: [&str; 3] = ["shop-100k", "news-300k", "docs-1m"];
+const URL_ATTRS: [&str; 6] = ["href", "src", "srcset", "action", "poster", "data"];
+
+fn map() -> ProxyMap {
+    ProxyMap::new(
+        Arc::new(PublicOrigin::parse("http://localhost:8080").unwrap()),
+        SessionId::parse("k3x9q2m7wa").unwrap(),
+    )
+}
+
+fn ours(page: &[u8], url: &Url) -> usize {
+    let map = map();
+    let mut t = HtmlTransform::new(HtmlContext {
+        agent_tag: cobrowse_proxy::agent::script_tag(map.public(), map.session(), "nonce"),
+        map,
+        url: url.clone(),
+        target: TargetOrigin::from_url(url).unwrap(),
+        agent: AgentSources {
+            nonce: "nonce".into(),
+        },
+        encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+        memory_limit: 16 << 20,
+        inline_limit: 4 << 20,
+    });
+    let mut out = Vec::with_capacity(page.len() + 4096);
+    for chunk in page.chunks(CHUNK) {
+        t.write(chunk, &mut out).unwrap();
+    }
+    t.end(&mut out).unwrap();
+    out.len()
+}
+
+fn passthrough(page: &[u8]) -> usize {
+    let mut n = 0;
+    let mut r = HtmlRewriter::new(Settings::new(), |c: &[u8]| n += c.len());
+    for chunk in page.chunks(CHUNK) {
+        r.write(chunk).unwrap();
+    }
+    r.end().unwrap();
+    n
+}
+
+/// The baseline the issue measured: every URL attribute prefixed, a script injected into <head>; with
+/// `resolve`, each URL is also resolved against the page URL first.
+fn naive(page: &[u8], base: &Url, resolve: bool) -> usize {
+    let mut n = 0;
+    let mut settings = Settings::new().append_element_content_handler(element!("head", |el| {
+        el.prepend("<script src=\"/agent.js\"></script>", ContentType::Html);
+        Ok(())
+    }));
+    for attr in URL_ATTRS {
+        let selector = format!("[{attr}]");
+        settings =
+            settings.append_element_content_handler(element!(selector.as_str(), move |el| {
+                if let Some(v) = el.get_attribute(attr) {
+                    let v = if resolve {
+                        base.join(&v).map(String::from).unwrap_or(v)
+                    } else {
+                        v
+                    };
+                    el.set_attribute(attr, &format!("http://proxy.localhost/{v}"))?;
+                }
+                Ok(())
+            }));
+    }
+    let mut r = HtmlRewriter::new(settings, |c: &[u8]| n += c.len());
+    for chunk in page.chunks(CHUNK) {
+        r.write(chunk).unwrap();
+    }
+    r.end().unwrap();
+    n
+}
+
+fn html(c: &mut Criterion) {
+    let url = Url::parse("https://www.shop.test/").unwrap();
+    for name in PAGES {
+        let path = format!("{}/fixtures/corpus/{name}.html", env!("CARGO_MANIFEST_DIR"));
+        let page = std::fs::read(path).unwrap();
+        let mut g = c.benchmark_group(format!("html/{name}"));
+        g.throughput(Throughput::Bytes(page.len() as u64));
+        g.sample_size(20);
+        g.measurement_time(std::time::Duration::from_secs(3));
+        g.bench_function("copy", |b| b.iter(|| page.to_vec().len()));
+        g.bench_function("lol_html_passthrough", |b| b.iter(|| passthrough(&page)));
+        g.bench_function("naive_prefix", |b| b.iter(|| naive(&page, &url, false)));
+        g.bench_function("naive_resolve", |b| b.iter(|| naive(&page, &url, true)));
+        g.bench_function("cobrowse", |b| b.iter(|| ours(&page, &url)));
+        g.finish();
+    }
+}
+
+fn stylesheet() -> String {
+    let mut css = String::new();
+    for i in 0..4000 {
+        css.push_str(&format!(
+            ".c{i}{{color:#{:06x};background:url(/img/{i}.png) no-repeat;margin:{}px}}\n",
+            i * 97 % 0xffffff,
+            i % 17
+        ));
+        if i % 20 == 0 {
+            css.push_str(&format!("@font-face{{font-family:f{i};src:url(https://cdn.shop.test/f/{i}.woff2) format(\"woff2\")}}\n"));
+        }
+    }
+    css
+}
+
+fn css(c: &mut Criterion) {
+    let sheet = stylesheet();
+    let base = Url::parse("https://cdn.shop.test/css/site.css").unwrap();
+    let mut g = c.benchmark_group("css");
+    g.throughput(Throughput::Bytes(sheet.len() as u64));
+    g.sample_size(20);
+    g.measurement_time(std::time::Duration::from_secs(3));
+    g.bench_function("copy", |b| b.iter(|| sheet.as_bytes().to_vec().len()));
+    g.bench_with_input(
+        BenchmarkId::new("cobrowse", sheet.len()),
+        &sheet,
+        |b, sheet| {
+            b.iter(|| {
+                let mut r = CssRewriter::new(map(), base.clone(), 4 << 20);
+                let mut out = Vec::with_capacity(sheet.len() + 4096);
+                for chunk in sheet.as_bytes().chunks(CHUNK) {
+                    r.write(chunk, &mut out).unwrap();
+                }
+                r.end(&mut out).unwrap();
+                out.len()
+            })
+        },
+    );
+    g.finish();
+}
+
+fn codec(c: &mut Criterion) {
+    let map = map();
+    let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
+    let mut g = c.benchmark_group("url_codec");
+    g.bench_function("relative_fast_path", |b| {
+        b.iter(|| map.rewrite_reference(&base, "/img/1234-photo.jpg"))
+    });
+    g.bench_function("absolute_rewrite", |b| {
+        b.iter(|| map.rewrite_reference(&base, "https://cdn.shop.test/img/1234.jpg"))
+    });
+    let host = "www.shop.test.k3x9q2m7wa-s.localhost:8080";
+    g.bench_function("decode_host", |b| {
+        b.iter(|| map.public().decode_authority(host).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, html, css, codec);
+criterion_main!(benches);
