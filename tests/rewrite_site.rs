@@ -391,3 +391,49 @@ async fn http2_upstream_is_used_over_tls() {
     assert_eq!(reply.status, StatusCode::OK);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_to_plain_and_tls_upstreams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (stack, id) = site().await;
+    for target in [
+        "http://api.shop.test/_fx/ws",
+        "https://api.shop.test/_fx/ws",
+    ] {
+        let proxied = url::Url::parse(&stack.proxied(&id, target)).unwrap();
+        let host = format!(
+            "{}:{}",
+            proxied.host_str().unwrap(),
+            proxied.port().unwrap()
+        );
+        let mut socket = tokio::net::TcpStream::connect(stack.proxy).await.unwrap();
+        let handshake = format!(
+            "GET /_fx/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        socket.write_all(handshake.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+            socket.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{target}: {head}");
+        assert!(
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "{target}: {head}"
+        );
+        socket.write_all(b"bytes both ways").await.unwrap();
+        let mut echoed = [0u8; 15];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            socket.read_exact(&mut echoed),
+        )
+        .await
+        .expect("echo within 10 s")
+        .unwrap();
+        assert_eq!(&echoed, b"bytes both ways", "{target}");
+    }
+    stack.stop().await;
+}
