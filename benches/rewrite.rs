@@ -110,6 +110,18 @@ fn html(c: &mut Criterion) {
     }
 }
 
+/// The fixed cost of one document: building the rewriter (selector compilation) and ending it.
+fn setup(c: &mut Criterion) {
+    let url = Url::parse("https://www.shop.test/").unwrap();
+    let mut g = c.benchmark_group("html/per_document");
+    g.sample_size(20);
+    g.measurement_time(std::time::Duration::from_secs(2));
+    g.bench_function("lol_html_passthrough", |b| b.iter(|| passthrough(b"")));
+    g.bench_function("naive_prefix", |b| b.iter(|| naive(b"", &url, false)));
+    g.bench_function("cobrowse", |b| b.iter(|| ours(b"", &url)));
+    g.finish();
+}
+
 fn stylesheet() -> String {
     let mut css = String::new();
     for i in 0..4000 {
@@ -170,5 +182,5 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, html, css, codec);
+criterion_group!(benches, html, setup, css, codec);
 criterion_main!(benches);

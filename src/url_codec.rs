@@ -396,24 +396,31 @@ impl ProxyMap {
     /// The proxied form of an absolute URL, or `None` when it is not an http(s)/ws(s) URL or already
     /// points inside the proxy.
     pub fn to_proxy(&self, target: &Url) -> Option<Url> {
+        Url::parse(&self.to_proxy_string(target)?).ok()
+    }
+
+    /// [`to_proxy`](Self::to_proxy) as a string, built in one pass: this runs for every absolute URL in
+    /// every page, and re-serialising a `Url` once per changed component costs several times more.
+    pub fn to_proxy_string(&self, target: &Url) -> Option<String> {
         let origin = TargetOrigin::from_url(target).ok()?;
         if self.public.covers_host(&origin.host_str()) {
             return None;
         }
-        let mut out = target.clone();
-        let scheme = match (target.scheme(), self.public.secure) {
-            ("ws" | "wss", true) => "wss",
-            ("ws" | "wss", false) => "ws",
-            (_, true) => "https",
-            (_, false) => "http",
+        let secure = self.public.secure;
+        let scheme = match target.scheme() {
+            "ws" | "wss" if secure => "wss",
+            "ws" | "wss" => "ws",
+            _ if secure => "https",
+            _ => "http",
         };
-        // set_scheme refuses special <-> special changes only for file/non-special; these are all special.
-        out.set_scheme(scheme).ok()?;
-        out.set_host(Some(&self.public.proxy_host(&self.session, &origin)))
-            .ok()?;
-        let port =
-            (self.public.port != default_port(self.public.secure)).then_some(self.public.port);
-        out.set_port(port).ok()?;
+        let rest = &target[url::Position::BeforePath..];
+        let host = self.public.proxy_host(&self.session, &origin);
+        let mut out = String::with_capacity(scheme.len() + 3 + host.len() + 6 + rest.len());
+        out.push_str(scheme);
+        out.push_str("://");
+        out.push_str(&host);
+        out.push_str(&self.public.port_suffix);
+        out.push_str(rest);
         Some(out)
     }
 
@@ -454,7 +461,7 @@ impl ProxyMap {
             return None;
         }
         let absolute = base.join(reference).ok()?;
-        self.to_proxy(&absolute).map(String::from)
+        self.to_proxy_string(&absolute)
     }
 }
 
