@@ -126,6 +126,153 @@ async fn fixture_site_works_through_the_proxy_as_it_does_directly() {
     stack.stop().await;
 }
 
+/// Runs `check_cookies.mjs` over `steps` and returns what each step showed.
+async fn browse(steps: serde_json::Value) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_cookies.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(steps.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("browser run within 120 s")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "bad output ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The Cookie header an echo page reported.
+fn cookie_seen(shown: &serde_json::Value) -> String {
+    let text = shown
+        .as_str()
+        .unwrap_or_else(|| panic!("step failed: {shown}"));
+    let echo: serde_json::Value =
+        serde_json::from_str(text).unwrap_or_else(|_| panic!("not an echo: {text}"));
+    echo["headers"]["cookie"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_follow_domain_path_and_host_only_rules_and_never_cross_sites() {
+    if let Some(missing) = browser_tools_missing() {
+        assert!(
+            std::env::var("COBROWSE_REQUIRE_BROWSER").is_err(),
+            "browser test required but {missing}"
+        );
+        eprintln!("SKIPPED browser test: {missing}");
+        return;
+    }
+    let stack = support::start().await;
+    let (id, _) = stack.session("https://www.shop.test/").await;
+    let set = [
+        "Set-Cookie:shared=1; Domain=shop.test; Path=/",
+        "Set-Cookie:hostonly=2; Path=/",
+        "Set-Cookie:account=3; Path=/account",
+        "Set-Cookie:fx=5; Path=/_fx",
+        "Set-Cookie:foreign=4; Domain=other.test; Path=/",
+    ];
+    let query: String = set
+        .iter()
+        .map(|h| {
+            format!(
+                "&h={}",
+                url::form_urlencoded::byte_serialize(h.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    let steps = serde_json::json!([
+        { "url": stack.proxied(&id, &format!("https://login.shop.test/_fx/respond?type=text/plain&body=set{query}")) },
+        { "url": stack.proxied(&id, "https://login.shop.test/_fx/echo") },
+        { "url": stack.proxied(&id, "https://www.shop.test/_fx/echo") },
+        { "url": stack.proxied(&id, "https://www.other.test/_fx/echo") },
+        { "url": format!("{}/", stack.public), "script": "document.cookie = 'console=5; path=/'; document.cookie" },
+        { "url": stack.proxied(&id, "https://www.shop.test/_fx/echo") },
+        { "url": stack.proxied(&id, "https://www.shop.test/"), "script": "document.cookie" },
+    ]);
+    let shown = browse(steps).await;
+    assert_eq!(shown.len(), 7, "{shown:?}");
+    assert_eq!(
+        cookie_set(&cookie_seen(&shown[1])),
+        cookie_set("fx=5; shared=1; hostonly=2"),
+        "the setting host sees its host-only, Domain and matching-Path cookies, not Path=/account"
+    );
+    assert_eq!(
+        cookie_seen(&shown[2]),
+        "shared=1",
+        "a sibling sees only the Domain cookie"
+    );
+    assert_eq!(cookie_seen(&shown[3]), "", "another site sees nothing");
+    assert_eq!(shown[4], "console=5", "the console's own cookie exists");
+    assert_eq!(
+        cookie_seen(&shown[5]),
+        "shared=1",
+        "the console's cookie never reaches a proxied site"
+    );
+    assert_eq!(
+        shown[6], "shared=1",
+        "and page script sees the same cookie jar"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_csp_pages_run_the_agent_and_keep_their_protections() {
+    if let Some(missing) = browser_tools_missing() {
+        assert!(
+            std::env::var("COBROWSE_REQUIRE_BROWSER").is_err(),
+            "browser test required but {missing}"
+        );
+        eprintln!("SKIPPED browser test: {missing}");
+        return;
+    }
+    let stack = support::start().await;
+    let (id, _) = stack.session("https://www.shop.test/").await;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let body = "<!doctype html><html><head><script nonce=abc>window.pageOk = 1</script>\
+                <script>window.unsafeInline = 1</script></head><body>csp</body></html>";
+    let page = |csp: &str| {
+        stack.proxied(
+            &id,
+            &format!(
+                "https://www.shop.test/_fx/respond?type=text/html&body={}&h={}",
+                enc(body),
+                enc(&format!("Content-Security-Policy:{csp}"))
+            ),
+        )
+    };
+    let probe = "JSON.stringify([!!window.__cobrowse, window.pageOk === 1, window.unsafeInline === undefined])";
+    let shown = browse(serde_json::json!([
+        { "url": page("script-src 'nonce-abc' 'strict-dynamic'; object-src 'none'; base-uri 'none'"), "script": probe },
+        { "url": page("default-src 'self'"), "script": "JSON.stringify([!!window.__cobrowse, window.pageOk === undefined, window.unsafeInline === undefined])" },
+    ]))
+    .await;
+    assert_eq!(
+        shown[0], "[true,true,true]",
+        "nonce policy: agent runs, nonce'd script runs, inline blocked"
+    );
+    assert_eq!(
+        shown[1], "[true,true,true]",
+        "self-only policy: agent runs, inline scripts stay blocked"
+    );
+    stack.stop().await;
+}
+
+fn cookie_set(header: &str) -> std::collections::BTreeSet<String> {
+    header
+        .split("; ")
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn errors(run: &serde_json::Value) -> Vec<String> {
     run["consoleErrors"]
         .as_array()
