@@ -55,8 +55,10 @@ impl Plan {
     }
 }
 
-/// Decides from the exchange's headers how the body travels.
-pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap) -> Plan {
+/// Decides from the exchange's headers how the body travels. `navigation` says the browser will render the
+/// response as a document (`Sec-Fetch-Dest: document`/`iframe`/`frame`): without a `Content-Type` it
+/// sniffs such a body as HTML, so the proxy must rewrite it as HTML too.
+pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, navigation: bool) -> Plan {
     let pass = Plan {
         kind: Kind::Pass,
         coding: Coding::Identity,
@@ -76,6 +78,11 @@ pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap) -> Plan {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let (essence, charset) = parse_content_type(content_type);
+    let essence = if essence.is_empty() && navigation {
+        "text/html".to_owned()
+    } else {
+        essence
+    };
     let kind = match essence.as_str() {
         "text/html" | "application/xhtml+xml" => match html_encoding(charset) {
             Some(enc) => Kind::Html(enc),
@@ -184,7 +191,7 @@ mod tests {
         if let Some(ce) = ce {
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(ce).unwrap());
         }
-        plan(&Method::GET, StatusCode::OK, &h)
+        plan(&Method::GET, StatusCode::OK, &h, false)
     }
 
     #[test]
@@ -214,9 +221,25 @@ mod tests {
     fn bodiless_responses_pass() {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        assert_eq!(plan(&Method::HEAD, StatusCode::OK, &h).kind, Kind::Pass);
         assert_eq!(
-            plan(&Method::GET, StatusCode::NOT_MODIFIED, &h).kind,
+            plan(&Method::HEAD, StatusCode::OK, &h, true).kind,
+            Kind::Pass
+        );
+        assert_eq!(
+            plan(&Method::GET, StatusCode::NOT_MODIFIED, &h, true).kind,
+            Kind::Pass
+        );
+    }
+
+    #[test]
+    fn untyped_navigations_are_sniffed_as_html() {
+        let h = HeaderMap::new();
+        assert!(matches!(
+            plan(&Method::GET, StatusCode::OK, &h, true).kind,
+            Kind::Html(_)
+        ));
+        assert_eq!(
+            plan(&Method::GET, StatusCode::OK, &h, false).kind,
             Kind::Pass
         );
     }
