@@ -437,3 +437,28 @@ async fn websocket_upgrades_pass_through_to_plain_and_tls_upstreams() {
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn rewritten_output_does_not_depend_on_how_upstream_chunks_arrive() {
+    let (stack, id) = site().await;
+    for (host, file) in [
+        ("www.shop.test", "/index.html"),
+        ("www.shop.test", "/base.html"),
+        ("cdn.shop.test", "/css/site.css"),
+    ] {
+        let whole = stack
+            .get(&stack.proxied(&id, &format!("https://{host}{file}")))
+            .await;
+        assert_eq!(whole.status, StatusCode::OK, "{host}{file}");
+        for (seed, max) in [(1, 1), (2, 3), (3, 7), (4, 64), (5, 1024)] {
+            let url = format!("https://{host}/_fx/chunked?file={file}&seed={seed}&max={max}");
+            let split = stack.get(&stack.proxied(&id, &url)).await;
+            assert_eq!(
+                split.text(),
+                whole.text(),
+                "{host}{file} split by seed {seed}, chunks up to {max} bytes"
+            );
+        }
+    }
+    stack.stop().await;
+}
