@@ -498,5 +498,15 @@ fn has_special_scheme(bytes: &[u8]) -> bool {
         .any(|s| scheme.eq_ignore_ascii_case(s.as_bytes()))
 }
 
+/// The map unit tests share: public origin `http://localhost:8080`, session `k3x9q2m7wa`.
+#[cfg(test)]
+pub(crate) fn test_map() -> ProxyMap {
+    #[allow(clippy::unwrap_used)]
+    let public = PublicOrigin::parse("http://localhost:8080").unwrap();
+    #[allow(clippy::unwrap_used)]
+    let session = SessionId::parse("k3x9q2m7wa").unwrap();
+    ProxyMap::new(std::sync::Arc::new(public), session)
+}
+
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,43 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+/// Whether the browser tools are here. Without them a test is skipped with a message, unless
+/// `COBROWSE_REQUIRE_BROWSER` is set (CI), where their absence is a failure.
+fn browser_ready() -> bool {
+    let Some(missing) = browser_tools_missing() else {
+        return true;
+    };
+    assert!(
+        std::env::var("COBROWSE_REQUIRE_BROWSER").is_err(),
+        "browser test required but {missing}"
+    );
+    eprintln!("SKIPPED browser test: {missing}");
+    false
+}
+
+/// Runs one of the `tests/browser/*.mjs` scripts and parses the JSON it prints.
+async fn node(script: &str, args: &[String]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("browser run within 120 s")
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "bad output ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
 fn browser_tools_missing() -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let modules =
@@ -28,35 +65,17 @@ fn browser_tools_missing() -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_site_works_through_the_proxy_as_it_does_directly() {
-    if let Some(missing) = browser_tools_missing() {
-        assert!(
-            std::env::var("COBROWSE_REQUIRE_BROWSER").is_err(),
-            "browser test required but {missing}"
-        );
-        eprintln!("SKIPPED browser test: {missing}");
+    if !browser_ready() {
         return;
     }
     let stack = support::start().await;
     let (session, visitor) = stack.session("https://www.shop.test/").await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_site.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(stack.origin.addr.port().to_string())
-        .arg("https://www.shop.test/")
-        .arg(&visitor)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("browser run within 120 s")
-        .expect("node starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "bad output ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let args = [
+        stack.origin.addr.port().to_string(),
+        "https://www.shop.test/".to_owned(),
+        visitor,
+    ];
+    let result = node("check_site.mjs", &args).await;
     assert!(
         result.get("error").is_none(),
         "browser run failed: {}",
@@ -128,23 +147,8 @@ async fn fixture_site_works_through_the_proxy_as_it_does_directly() {
 
 /// Runs `check_cookies.mjs` over `steps` and returns what each step showed.
 async fn browse(steps: serde_json::Value) -> Vec<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_cookies.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(steps.to_string())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("browser run within 120 s")
-        .expect("node starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "bad output ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+    let shown = node("check_cookies.mjs", &[steps.to_string()]).await;
+    shown.as_array().cloned().unwrap_or_default()
 }
 
 /// The Cookie header an echo page reported.
@@ -162,12 +166,7 @@ fn cookie_seen(shown: &serde_json::Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_follow_domain_path_and_host_only_rules_and_never_cross_sites() {
-    if let Some(missing) = browser_tools_missing() {
-        assert!(
-            std::env::var("COBROWSE_REQUIRE_BROWSER").is_err(),
-            "browser test required but {missing}"
-        );
-        eprintln!("SKIPPED browser test: {missing}");
+    if !browser_ready() {
         return;
     }
     let stack = support::start().await;
@@ -179,15 +178,7 @@ async fn cookies_follow_domain_path_and_host_only_rules_and_never_cross_sites() 
         "Set-Cookie:fx=5; Path=/_fx",
         "Set-Cookie:foreign=4; Domain=other.test; Path=/",
     ];
-    let query: String = set
-        .iter()
-        .map(|h| {
-            format!(
-                "&h={}",
-                url::form_urlencoded::byte_serialize(h.as_bytes()).collect::<String>()
-            )
-        })
-        .collect();
+    let query = support::header_params(&set);
     let steps = serde_json::json!([
         { "url": stack.proxied(&id, &format!("https://login.shop.test/_fx/respond?type=text/plain&body=set{query}")) },
         { "url": stack.proxied(&id, "https://login.shop.test/_fx/echo") },
@@ -225,12 +216,7 @@ async fn cookies_follow_domain_path_and_host_only_rules_and_never_cross_sites() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_csp_pages_run_the_agent_and_keep_their_protections() {
-    if let Some(missing) = browser_tools_missing() {
-        assert!(
-            std::env::var("COBROWSE_REQUIRE_BROWSER").is_err(),
-            "browser test required but {missing}"
-        );
-        eprintln!("SKIPPED browser test: {missing}");
+    if !browser_ready() {
         return;
     }
     let stack = support::start().await;

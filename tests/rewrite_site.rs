@@ -123,7 +123,7 @@ async fn location_refresh_link_and_content_location_are_rewritten() {
         "Refresh:0; url=https://login.shop.test/r",
         "Link:<https://cdn.shop.test/a.css>; rel=preload; as=style, </rel.js>; rel=preload",
     ];
-    let query: String = headers.iter().map(|h| format!("&h={}", q(h))).collect();
+    let query = support::header_params(&headers);
     let url = stack.proxied(
         &id,
         &format!("https://www.shop.test/_fx/respond?status=302{query}"),
@@ -163,7 +163,7 @@ async fn transport_pinning_headers_are_dropped_and_framing_kept() {
         "X-Frame-Options:SAMEORIGIN",
         "Content-Security-Policy:default-src 'self'; img-src https://cdn.shop.test; frame-ancestors 'self'",
     ];
-    let query: String = headers.iter().map(|h| format!("&h={}", q(h))).collect();
+    let query = support::header_params(&headers);
     let url = stack.proxied(
         &id,
         &format!("https://www.shop.test/_fx/respond?type=text/html&body=%3Cp%3Ehi{query}"),
@@ -202,7 +202,7 @@ async fn set_cookie_domains_move_under_the_session_and_foreign_ones_drop() {
         "Set-Cookie:foreign=3; Domain=other.test",
         "Set-Cookie:suffix=4; Domain=test",
     ];
-    let query: String = headers.iter().map(|h| format!("&h={}", q(h))).collect();
+    let query = support::header_params(&headers);
     let url = stack.proxied(
         &id,
         &format!("https://login.shop.test/_fx/respond?status=204{query}"),

@@ -51,15 +51,8 @@ fn next_link_value(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::url_codec::{PublicOrigin, SessionId};
-    use std::sync::Arc;
 
-    fn map() -> ProxyMap {
-        ProxyMap::new(
-            Arc::new(PublicOrigin::parse("http://localhost:8080").unwrap()),
-            SessionId::parse("k3x9q2m7wa").unwrap(),
-        )
-    }
+    use crate::url_codec::test_map as map;
 
     #[test]
     fn absolute_targets_are_rewritten_params_kept() {

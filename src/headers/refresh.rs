@@ -48,15 +48,8 @@ fn split(value: &str) -> Option<(&str, &str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::url_codec::{PublicOrigin, SessionId};
-    use std::sync::Arc;
 
-    fn map() -> ProxyMap {
-        ProxyMap::new(
-            Arc::new(PublicOrigin::parse("http://localhost:8080").unwrap()),
-            SessionId::parse("k3x9q2m7wa").unwrap(),
-        )
-    }
+    use crate::url_codec::test_map as map;
 
     #[test]
     fn refresh_forms() {

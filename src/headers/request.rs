@@ -80,15 +80,8 @@ fn limit_accept_encoding(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::url_codec::{PublicOrigin, SessionId};
-    use std::sync::Arc;
 
-    fn map() -> ProxyMap {
-        ProxyMap::new(
-            Arc::new(PublicOrigin::parse("http://localhost:8080").unwrap()),
-            SessionId::parse("k3x9q2m7wa").unwrap(),
-        )
-    }
+    use crate::url_codec::test_map as map;
 
     fn run(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,5 +1,4 @@
 use super::*;
-use std::sync::Arc;
 
 fn public() -> PublicOrigin {
     PublicOrigin::parse("http://localhost:8080").unwrap()
@@ -140,9 +139,7 @@ fn origins_never_collide_with_console() {
     assert!(!p.is_public_authority("www.shop.test.k3x9q2m7wa-s.localhost:8080"));
 }
 
-fn map() -> ProxyMap {
-    ProxyMap::new(Arc::new(public()), sid())
-}
+use crate::url_codec::test_map as map;
 
 #[test]
 fn references_that_need_no_work() {

@@ -42,6 +42,19 @@ impl Default for Options {
     }
 }
 
+/// `&h=Name:Value…` query parameters for the fixture's `/_fx/respond`, percent-encoded.
+pub fn header_params(headers: &[&str]) -> String {
+    headers
+        .iter()
+        .map(|h| {
+            format!(
+                "&h={}",
+                url::form_urlencoded::byte_serialize(h.as_bytes()).collect::<String>()
+            )
+        })
+        .collect()
+}
+
 pub fn sites_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sites")
 }

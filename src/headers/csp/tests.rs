@@ -1,13 +1,6 @@
 use super::*;
-use crate::url_codec::{PublicOrigin, SessionId};
-use std::sync::Arc;
 
-fn map() -> ProxyMap {
-    ProxyMap::new(
-        Arc::new(PublicOrigin::parse("http://localhost:8080").unwrap()),
-        SessionId::parse("k3x9q2m7wa").unwrap(),
-    )
-}
+use crate::url_codec::test_map as map;
 
 fn run(policy: &str) -> String {
     let page_url = Url::parse("https://www.shop.test/").unwrap();

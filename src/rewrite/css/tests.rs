@@ -1,17 +1,12 @@
 use super::*;
-use crate::url_codec::{ProxyMap, PublicOrigin, SessionId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::sync::Arc;
 
 /// The proxy origin of `https://cdn.shop.test`.
 const CDN: &str = "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080";
 const BIG_CARRY: usize = 1 << 20;
 
-fn map() -> ProxyMap {
-    let public = PublicOrigin::parse("http://localhost:8080").unwrap();
-    ProxyMap::new(Arc::new(public), SessionId::parse("k3x9q2m7wa").unwrap())
-}
+use crate::url_codec::test_map as map;
 
 fn base() -> Url {
     Url::parse("https://www.shop.test/css/site.css").unwrap()
