@@ -8,7 +8,11 @@ use crate::body::{empty, full, ProxyBody};
 use crate::url_codec::{PublicOrigin, SessionId};
 
 pub const PATH: &str = "/__cobrowse/agent.js";
-const SOURCE: &str = include_str!("../agent/agent.js");
+/// The in-page runtime first (it must run before any page script), then the agent.
+const SOURCE: &str = concat!(
+    include_str!("../agent/runtime.js"),
+    include_str!("../agent/agent.js")
+);
 
 pub struct Agent {
     etag: HeaderValue,

@@ -63,6 +63,13 @@ pub async fn handle(
     }
     let (mut parts, body) = response.into_parts();
     headers::response::rewrite(&mut parts.headers, &ctx, plan.changes_body(), upgraded);
+    if upgraded {
+        // `Connection` is hop-by-hop and was dropped with the rest; a 101 must name the upgrade again.
+        parts.headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
+    }
     let body = response_body(&shared, body, plan, &map, &url, &target, agent).await?;
     Ok(Response::from_parts(parts, body))
 }

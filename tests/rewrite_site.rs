@@ -421,6 +421,14 @@ async fn websocket_upgrades_pass_through_to_plain_and_tls_upstreams() {
         let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 101"), "{target}: {head}");
         assert!(
+            head.contains("\r\nconnection: upgrade\r\n"),
+            "{target}: {head}"
+        );
+        assert!(
+            head.contains("\r\nupgrade: websocket\r\n"),
+            "{target}: {head}"
+        );
+        assert!(
             head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "{target}: {head}"
         );

@@ -23,7 +23,9 @@ async function run(name, url, resolverRules) {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const requests = [];
     const consoleErrors = [];
+    const failedResponses = [];
     context.on('request', (r) => requests.push(r.url()));
+    context.on('response', (r) => { if (r.status() >= 400) failedResponses.push(`${r.status()} ${r.url()}`); });
     context.on('page', (page) => watch(page, consoleErrors));
     const page = await context.newPage();
     watch(page, consoleErrors);
@@ -32,7 +34,7 @@ async function run(name, url, resolverRules) {
     const checks = await page.evaluate(() => window.__checks);
     const agent = await page.evaluate(() => (window.__cobrowse ? window.__cobrowse.session : null));
     const frames = page.frames().map((f) => f.url());
-    return { name, checks, agent, requests, consoleErrors, frames, finalUrl: page.url() };
+    return { name, checks, agent, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
   } finally {
     await browser.close();
   }
