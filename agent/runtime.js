@@ -222,6 +222,16 @@
     if (typeof a[1] === 'string' && a[1] !== '*' && a[1] !== '/') a[1] = new URL(toProxy(a[1])).origin;
   });
 
+  // A site's service worker would run outside the runtime and cache proxy URLs as its own: refuse the
+  // registration the way browsers refuse one they cannot allow, so the site carries on with the network.
+  // (The proxy also refuses the script fetch itself: `Service-Worker: script`.)
+  if (navigator.serviceWorker && ServiceWorkerContainer.prototype.register) {
+    ServiceWorkerContainer.prototype.register = function () {
+      return Promise.reject(new DOMException('Service workers are not available while co-browsing', 'SecurityError'));
+    };
+    stats.hooked += 1;
+  }
+
   // ---- elements -----------------------------------------------------------------------------------------
 
   var URL_PROPERTIES = [

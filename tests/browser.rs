@@ -118,6 +118,11 @@ async fn direct_and_proxied_agree(page: &str) {
         "checks through the proxy differ from direct"
     );
 
+    // The runtime hooked its APIs and met no URL it could not map.
+    assert!(proxied["runtime"]["hooked"].as_u64().unwrap_or(0) > 40, "{}", proxied["runtime"]);
+    assert_eq!(proxied["runtime"]["unmapped"], 0, "URLs the runtime could not map");
+    assert!(direct["runtime"].is_null());
+
     // The agent identified the session.
     assert_eq!(proxied["agent"], session.as_str());
     assert!(direct["agent"].is_null());

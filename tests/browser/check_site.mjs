@@ -33,8 +33,10 @@ async function run(name, url, resolverRules) {
     await page.waitForFunction(() => window.__checksDone === true, null, { timeout: 20000 });
     const checks = await page.evaluate(() => window.__checks);
     const agent = await page.evaluate(() => (window.__cobrowse ? window.__cobrowse.session : null));
+    const runtime = await page.evaluate(() => (window.__cobrowseRuntime
+      ? { unmapped: window.__cobrowseRuntime.unmapped, hooked: window.__cobrowseRuntime.hooked } : null));
     const frames = page.frames().map((f) => f.url());
-    return { name, checks, agent, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
+    return { name, checks, agent, runtime, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
   } finally {
     await browser.close();
   }
