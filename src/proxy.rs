@@ -37,6 +37,13 @@ pub async fn handle(
         .sessions
         .get(&session)
         .ok_or(ProxyError::SessionNotFound)?;
+    // A service worker would run outside the in-page runtime; browsers fall back to the network when
+    // registration fails, so refuse its script (the runtime also refuses `register()` itself).
+    if req.headers().contains_key("service-worker") {
+        return Err(ProxyError::Forbidden(
+            "service workers are not available while co-browsing".into(),
+        ));
+    }
     let map = ProxyMap::new(shared.public.clone(), session);
     let url = target_url(&target, req.uri())?;
     let websocket = is_websocket(req.headers());
