@@ -10,17 +10,23 @@
  */
 (function () {
   'use strict';
-  var script = document.currentScript;
-  if (!script || window.__cobrowseRuntime) {
+  var global = typeof window !== 'undefined' ? window : self;
+  var inPage = typeof document !== 'undefined';
+  // In a page the agent <script> carries the session; in a worker the proxy prepends a config line.
+  var script = inPage ? document.currentScript : null;
+  var config = inPage
+    ? script && { session: script.getAttribute('data-cobrowse-session'), public: script.src }
+    : global.__cobrowseConfig;
+  if (!config || !config.session || global.__cobrowseRuntime) {
     return;
   }
-  var SESSION = script.getAttribute('data-cobrowse-session');
-  var PUBLIC = new URL(script.src);
+  var SESSION = config.session;
+  var PUBLIC = new URL(config.public);
   var PUBLIC_HOST = PUBLIC.hostname;
   var PUBLIC_PORT = PUBLIC.port ? ':' + PUBLIC.port : '';
   var PUBLIC_SECURE = PUBLIC.protocol === 'https:';
   var stats = { unmapped: 0, hooked: 0 };
-  Object.defineProperty(window, '__cobrowseRuntime', { value: stats });
+  Object.defineProperty(global, '__cobrowseRuntime', { value: stats });
 
   function miss() {
     stats.unmapped += 1;
@@ -81,11 +87,11 @@
     return /^(https?|wss?|ftp|file):/i.test(r);
   }
 
-  var nativeBaseURI = Object.getOwnPropertyDescriptor(Node.prototype, 'baseURI').get;
+  var nativeBaseURI = inPage ? Object.getOwnPropertyDescriptor(Node.prototype, 'baseURI').get : null;
 
-  /** The page's base URL in target terms: what the site's own relative URLs resolve against. */
+  /** The base URL in target terms: what the site's own relative URLs resolve against. */
   function targetBase() {
-    return toTarget(nativeBaseURI.call(document));
+    return toTarget(inPage ? nativeBaseURI.call(document) : global.location.href);
   }
 
   /** A URL as the page wrote it → the URL the browser must use. Non-network URLs pass untouched. */
@@ -182,14 +188,14 @@
 
   /** Wraps a constructor so its first argument (a URL) is mapped. */
   function wrapConstructor(name) {
-    var Original = window[name];
+    var Original = global[name];
     if (typeof Original !== 'function') return;
-    window[name] = new Proxy(Original, {
+    global[name] = new Proxy(Original, {
       construct: function (target, args, newTarget) {
         if (args.length > 0) {
           try { args[0] = toProxy(args[0] instanceof URL ? args[0].href : args[0]); } catch (e) { miss(); }
         }
-        return Reflect.construct(target, args, newTarget === window[name] ? target : newTarget);
+        return Reflect.construct(target, args, newTarget === global[name] ? target : newTarget);
       },
     });
     stats.hooked += 1;
@@ -197,9 +203,9 @@
 
   // ---- network APIs -------------------------------------------------------------------------------------
 
-  var nativeFetch = window.fetch;
+  var nativeFetch = global.fetch;
   if (typeof nativeFetch === 'function') {
-    window.fetch = guard(function (input, init) {
+    global.fetch = guard(function (input, init) {
       if (input instanceof Request) {
         var mapped = toProxy(input.url);
         if (mapped !== input.url) input = new Request(mapped, input);
@@ -212,8 +218,15 @@
     }, nativeFetch);
   }
   wrapConstructor('Request');
-  wrapMethod(XMLHttpRequest.prototype, 'open', function (a) { if (a.length > 1) a[1] = toProxy(a[1] instanceof URL ? a[1].href : a[1]); });
+  if (global.XMLHttpRequest) wrapMethod(XMLHttpRequest.prototype, 'open', function (a) { if (a.length > 1) a[1] = toProxy(a[1] instanceof URL ? a[1].href : a[1]); });
   ['WebSocket', 'EventSource', 'Worker', 'SharedWorker'].forEach(wrapConstructor);
+  if (typeof importScripts === 'function') {
+    wrapMethod(global, 'importScripts', function (a) { for (var i = 0; i < a.length; i++) a[i] = toProxy(a[i]); });
+  }
+  if (!inPage) {
+    finish();
+    return;
+  }
   wrapMethod(Navigator.prototype, 'sendBeacon', function (a) { a[0] = toProxy(a[0]); });
   wrapMethod(window, 'open', function (a) { if (a.length > 0 && a[0] !== undefined) a[0] = toProxy(a[0]); });
   wrapMethod(History.prototype, 'pushState', function (a) { if (a.length > 2 && a[2] != null) a[2] = toProxy(a[2]); });
@@ -444,6 +457,10 @@
     });
   }, null);
 
-  window.__cobrowseRuntime.toProxy = toProxy;
-  window.__cobrowseRuntime.toTarget = toTarget;
+  finish();
+
+  function finish() {
+    stats.toProxy = toProxy;
+    stats.toTarget = toTarget;
+  }
 })();

@@ -70,6 +70,17 @@ impl Default for Agent {
     }
 }
 
+const RUNTIME: &str = include_str!("../agent/runtime.js");
+
+/// What goes in front of every worker script (see `rewrite::worker`): the session as a config line, then
+/// the runtime itself. Inline, because a worker's script request does not say whether it is a classic
+/// script (where only `importScripts` works) or a module (where only `import` does); inline text works in
+/// both, and runs before the script's own code.
+pub fn worker_bootstrap(public: &PublicOrigin, session: &SessionId) -> String {
+    let config = serde_json::json!({ "session": session.as_str(), "public": public.origin() });
+    format!("self.__cobrowseConfig = {config};\n{RUNTIME}")
+}
+
 /// The tag injected into pages. Well-formed XML too, so XHTML pages stay valid.
 pub fn script_tag(public: &PublicOrigin, session: &SessionId, nonce: &str) -> String {
     format!(

@@ -49,12 +49,12 @@ pub async fn handle(
     let websocket = is_websocket(req.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let method = req.method().clone();
-    let navigation = is_navigation(req.headers());
+    let dest = rewrite::Destination::from_request(req.headers());
 
     let upstream_req = upstream_request(req, &url, &map, websocket)?;
     let mut response = shared.upstream.send(upstream_req, websocket).await?;
 
-    let plan = rewrite::plan(&method, response.status(), response.headers(), navigation);
+    let plan = rewrite::plan(&method, response.status(), response.headers(), dest);
     let agent = AgentSources {
         nonce: shared.nonce_for(map.session()),
     };
@@ -93,14 +93,6 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// Whether the browser will render the response as a document.
-fn is_navigation(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-dest")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|d| matches!(d, "document" | "iframe" | "frame"))
 }
 
 fn upstream_request(
@@ -166,6 +158,9 @@ async fn response_body(
             memory_limit: shared.config.limits.html_memory,
             inline_limit: shared.config.limits.inline_buffer,
         })),
+        Kind::Worker => Box::new(rewrite::worker::Prepend::new(
+            crate::agent::worker_bootstrap(&shared.public, map.session()),
+        )),
         Kind::Css => Box::new(CssTransform(Some(CssRewriter::new(
             map.clone(),
             url.clone(),

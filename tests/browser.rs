@@ -119,8 +119,15 @@ async fn direct_and_proxied_agree(page: &str) {
     );
 
     // The runtime hooked its APIs and met no URL it could not map.
-    assert!(proxied["runtime"]["hooked"].as_u64().unwrap_or(0) > 40, "{}", proxied["runtime"]);
-    assert_eq!(proxied["runtime"]["unmapped"], 0, "URLs the runtime could not map");
+    assert!(
+        proxied["runtime"]["hooked"].as_u64().unwrap_or(0) > 40,
+        "{}",
+        proxied["runtime"]
+    );
+    assert_eq!(
+        proxied["runtime"]["unmapped"], 0,
+        "URLs the runtime could not map"
+    );
     assert!(direct["runtime"].is_null());
 
     // The agent identified the session.

@@ -302,8 +302,14 @@ async fn service_worker_scripts_are_refused() {
     let stack = start().await;
     let (id, _) = stack.session("https://www.shop.test/").await;
     let url = stack.proxied(&id, "https://www.shop.test/sw.js");
-    let refused = stack.request(Method::GET, &url, &[("service-worker", "script")], "").await;
+    let refused = stack
+        .request(Method::GET, &url, &[("service-worker", "script")], "")
+        .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    assert_eq!(stack.get(&url).await.status, StatusCode::OK, "the same file as a plain script loads");
+    assert_eq!(
+        stack.get(&url).await.status,
+        StatusCode::OK,
+        "the same file as a plain script loads"
+    );
     stack.stop().await;
 }

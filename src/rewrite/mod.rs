@@ -8,6 +8,7 @@ mod decode;
 pub mod html;
 mod importmap;
 pub mod srcset;
+pub mod worker;
 
 use std::io;
 use std::pin::Pin;
@@ -39,6 +40,8 @@ pub trait Transform: Send {
 pub enum Kind {
     Html(AsciiCompatibleEncoding),
     Css,
+    /// A worker's script (classic or module, which the request cannot tell): the runtime goes in front.
+    Worker,
     /// Anything else, and anything we cannot decode: passed through byte for byte.
     Pass,
 }
@@ -55,10 +58,34 @@ impl Plan {
     }
 }
 
-/// Decides from the exchange's headers how the body travels. `navigation` says the browser will render the
-/// response as a document (`Sec-Fetch-Dest: document`/`iframe`/`frame`): without a `Content-Type` it
-/// sniffs such a body as HTML, so the proxy must rewrite it as HTML too.
-pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, navigation: bool) -> Plan {
+/// What the browser will do with a response, from the request's `Sec-Fetch-Dest` and `Sec-Fetch-Mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A document or frame: without a `Content-Type` the browser sniffs it as HTML.
+    Document,
+    /// A worker's script, or a module a worker imports.
+    Worker,
+    Other,
+}
+
+impl Destination {
+    pub fn from_request(headers: &HeaderMap) -> Destination {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        match get("sec-fetch-dest") {
+            "document" | "iframe" | "frame" => Destination::Document,
+            "worker" | "sharedworker" => Destination::Worker,
+            _ => Destination::Other,
+        }
+    }
+}
+
+/// Decides from the exchange's headers how the body travels.
+pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, dest: Destination) -> Plan {
     let pass = Plan {
         kind: Kind::Pass,
         coding: Coding::Identity,
@@ -78,7 +105,7 @@ pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, navigation
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let (essence, charset) = parse_content_type(content_type);
-    let essence = if essence.is_empty() && navigation {
+    let essence = if essence.is_empty() && dest == Destination::Document {
         "text/html".to_owned()
     } else {
         essence
@@ -89,6 +116,14 @@ pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, navigation
             None => Kind::Pass,
         },
         "text/css" => Kind::Css,
+        "text/javascript"
+        | "application/javascript"
+        | "application/x-javascript"
+        | "text/ecmascript"
+        | "application/ecmascript" => match dest {
+            Destination::Worker => Kind::Worker,
+            _ => Kind::Pass,
+        },
         _ => Kind::Pass,
     };
     Plan { kind, coding }
@@ -191,7 +226,7 @@ mod tests {
         if let Some(ce) = ce {
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(ce).unwrap());
         }
-        plan(&Method::GET, StatusCode::OK, &h, false)
+        plan(&Method::GET, StatusCode::OK, &h, Destination::Other)
     }
 
     #[test]
@@ -222,11 +257,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         assert_eq!(
-            plan(&Method::HEAD, StatusCode::OK, &h, true).kind,
+            plan(&Method::HEAD, StatusCode::OK, &h, Destination::Document).kind,
             Kind::Pass
         );
         assert_eq!(
-            plan(&Method::GET, StatusCode::NOT_MODIFIED, &h, true).kind,
+            plan(
+                &Method::GET,
+                StatusCode::NOT_MODIFIED,
+                &h,
+                Destination::Document
+            )
+            .kind,
             Kind::Pass
         );
     }
@@ -235,11 +276,11 @@ mod tests {
     fn untyped_navigations_are_sniffed_as_html() {
         let h = HeaderMap::new();
         assert!(matches!(
-            plan(&Method::GET, StatusCode::OK, &h, true).kind,
+            plan(&Method::GET, StatusCode::OK, &h, Destination::Document).kind,
             Kind::Html(_)
         ));
         assert_eq!(
-            plan(&Method::GET, StatusCode::OK, &h, false).kind,
+            plan(&Method::GET, StatusCode::OK, &h, Destination::Other).kind,
             Kind::Pass
         );
     }
