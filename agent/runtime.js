@@ -223,6 +223,7 @@
   if (typeof importScripts === 'function') {
     wrapMethod(global, 'importScripts', function (a) { for (var i = 0; i < a.length; i++) a[i] = toProxy(a[i]); });
   }
+  defineScriptHelpers();
   if (!inPage) {
     finish();
     return;
@@ -458,6 +459,84 @@
   }, null);
 
   finish();
+
+  // ---- helpers for rewritten scripts (src/rewrite/js.rs) -------------------------------------------------
+
+  /** A Location as the site sees it: target URLs out, proxy URLs in. One wrapper per Location. */
+  var wrappers = new WeakMap();
+  function wrapLocation(loc) {
+    if (!loc || typeof loc !== 'object') return loc;
+    var w = wrappers.get(loc);
+    if (w) return w;
+    var view = function () { return new URL(toTarget(loc.href)); };
+    var navigateWith = function (part, value) {
+      var u = view();
+      u[part] = value;
+      loc.href = toProxy(u.href);
+    };
+    w = {
+      get href() { return view().href; },
+      set href(v) { loc.href = toProxy(v); },
+      get origin() { return view().origin; },
+      get protocol() { return view().protocol; },
+      set protocol(v) { navigateWith('protocol', v); },
+      get host() { return view().host; },
+      set host(v) { navigateWith('host', v); },
+      get hostname() { return view().hostname; },
+      set hostname(v) { navigateWith('hostname', v); },
+      get port() { return view().port; },
+      set port(v) { navigateWith('port', v); },
+      // Paths, queries and fragments are the same on the proxy host.
+      get pathname() { return loc.pathname; },
+      set pathname(v) { loc.pathname = v; },
+      get search() { return loc.search; },
+      set search(v) { loc.search = v; },
+      get hash() { return loc.hash; },
+      set hash(v) { loc.hash = v; },
+      get ancestorOrigins() { return loc.ancestorOrigins; },
+      assign: function (u) { loc.assign(toProxy(u)); },
+      replace: function (u) { loc.replace(toProxy(u)); },
+      reload: function () { loc.reload(); },
+      toString: function () { return view().href; },
+      valueOf: function () { return this; },
+    };
+    wrappers.set(loc, w);
+    return w;
+  }
+
+  function isWindowOrDocument(x) {
+    try {
+      return x !== null && typeof x === 'object' &&
+        (x === x.window || (typeof Document !== 'undefined' && x instanceof Document) || x === global);
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function defineScriptHelpers() {
+    var helpers = {
+      __cbLocationOf: function (x) { return isWindowOrDocument(x) ? wrapLocation(x.location) : x.location; },
+      __cbSetLocation: function (x, v) {
+        if (isWindowOrDocument(x)) x.location.href = toProxy(v);
+        else x.location = v;
+        return v;
+      },
+      __cbUrl: function (u) { return typeof u === 'string' || u instanceof URL ? toProxy(String(u)) : u; },
+      __cbOrigin: function (o) {
+        if (typeof o !== 'string' || o === '*' || o === '/') return o;
+        try { return new URL(toProxy(o)).origin; } catch (e) { miss(); return o; }
+      },
+    };
+    Object.keys(helpers).forEach(function (name) {
+      Object.defineProperty(global, name, { value: helpers[name], configurable: false, enumerable: false });
+    });
+    Object.defineProperty(global, '__cbLocation', {
+      configurable: false,
+      enumerable: false,
+      get: function () { return wrapLocation(global.location); },
+      set: function (v) { global.location.href = toProxy(v); },
+    });
+  }
 
   function finish() {
     stats.toProxy = toProxy;

@@ -40,6 +40,7 @@ fn ours(page: &[u8], url: &Url) -> usize {
         encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
         memory_limit: 16 << 20,
         inline_limit: 4 << 20,
+        scripts: std::sync::Arc::new(cobrowse_proxy::rewrite::script::ScriptCache::new(1 << 20)),
     });
     let mut out = Vec::with_capacity(page.len() + 4096);
     for chunk in page.chunks(CHUNK) {

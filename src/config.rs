@@ -71,6 +71,10 @@ pub struct Limits {
     pub inline_buffer: usize,
     /// Most bytes a stylesheet rewriter carries between chunks. Default 4 MiB.
     pub css_carry: usize,
+    /// Most bytes of one script held to be parsed and rewritten; larger ones pass as they are. Default 8 MiB.
+    pub script_buffer: usize,
+    /// Bytes of rewritten scripts kept, by content hash. Default 64 MiB.
+    pub script_cache: u64,
     /// Most concurrent client connections. Default 10,000.
     pub max_connections: usize,
     /// Most bytes of a JSON API request body. Default 16 KiB.
@@ -85,6 +89,8 @@ impl Default for Limits {
             html_memory: 16 << 20,
             inline_buffer: 4 << 20,
             css_carry: 4 << 20,
+            script_buffer: 8 << 20,
+            script_cache: 64 << 20,
             max_connections: 10_000,
             max_api_body: 16 << 10,
         }

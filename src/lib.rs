@@ -46,6 +46,8 @@ pub struct Shared {
     pub upstream: upstream::Upstream,
     pub agent: agent::Agent,
     pub metrics: metrics::Metrics,
+    /// Rewritten scripts by content hash, so each distinct script is parsed once.
+    pub scripts: Arc<rewrite::script::ScriptCache>,
     /// Per-process secret for values that must be unguessable but stable within a session (CSP nonces).
     secret: [u8; 32],
 }
@@ -59,6 +61,9 @@ impl Shared {
             upstream,
             agent: agent::Agent::new(),
             metrics: metrics::Metrics::new(),
+            scripts: Arc::new(rewrite::script::ScriptCache::new(
+                config.limits.script_cache,
+            )),
             secret: rand::random(),
             config,
         }))

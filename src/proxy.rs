@@ -157,9 +157,12 @@ async fn response_body(
             encoding,
             memory_limit: shared.config.limits.html_memory,
             inline_limit: shared.config.limits.inline_buffer,
+            scripts: shared.scripts.clone(),
         })),
-        Kind::Worker => Box::new(rewrite::worker::Prepend::new(
-            crate::agent::worker_bootstrap(&shared.public, map.session()),
+        Kind::Script { worker } => Box::new(rewrite::script::ScriptTransform::new(
+            shared.scripts.clone(),
+            shared.config.limits.script_buffer,
+            worker.then(|| crate::agent::worker_bootstrap(&shared.public, map.session())),
         )),
         Kind::Css => Box::new(CssTransform(Some(CssRewriter::new(
             map.clone(),

@@ -20,6 +20,7 @@ fn run(parts: &[&[u8]]) -> Vec<u8> {
         encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("utf-8"),
         memory_limit: 1 << 20,
         inline_limit: 64 << 10,
+        scripts: std::sync::Arc::new(cobrowse_proxy::rewrite::script::ScriptCache::new(1 << 20)),
     });
     let mut out = Vec::new();
     for part in parts {

@@ -14,6 +14,7 @@ use lol_html::{element, end, text, AsciiCompatibleEncoding, MemorySettings};
 use url::Url;
 
 use super::css::rewrite_css_str;
+use super::script::ScriptCache;
 use super::{srcset, RewriteError, Transform};
 use crate::headers::{csp, refresh};
 use crate::url_codec::{needs_resolving, ProxyMap, TargetOrigin};
@@ -53,8 +54,10 @@ pub struct HtmlContext {
     pub agent: csp::AgentSources,
     pub encoding: AsciiCompatibleEncoding,
     pub memory_limit: usize,
-    /// Cap on one `<style>` or import map held for rewriting; larger ones pass as they are.
+    /// Cap on one `<style>`, script or import map held for rewriting; larger ones pass as they are.
     pub inline_limit: usize,
+    /// Rewritten scripts by content hash (shared with external scripts).
+    pub scripts: Arc<ScriptCache>,
 }
 
 /// Per-document state the handlers share. Handlers run one at a time, so the lock is never contended.
@@ -70,6 +73,9 @@ struct Doc {
     inline: String,
     inline_overflow: bool,
     inline_limit: usize,
+    /// Whether the `<script>` being read holds JavaScript (not JSON, an import map, a template…).
+    script_is_js: bool,
+    scripts: Arc<ScriptCache>,
 }
 
 type Shared = Arc<Mutex<Doc>>;
@@ -153,6 +159,8 @@ fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
         inline: String::new(),
         inline_overflow: false,
         inline_limit: ctx.inline_limit,
+        script_is_js: false,
+        scripts: ctx.scripts,
     }));
     let memory = MemorySettings::new()
         .with_max_allowed_memory_usage(ctx.memory_limit)
@@ -246,6 +254,7 @@ fn add_special_elements(
     doc: &Shared,
 ) -> Settings<'static, 'static> {
     let (d_base, d_meta, d_style, d_map) = (doc.clone(), doc.clone(), doc.clone(), doc.clone());
+    let (d_kind, d_js) = (doc.clone(), doc.clone());
     settings
         // Registered after the generic [href] handler, which has already rewritten the attribute; the base
         // URL itself is taken from the original value, kept aside by that handler's resolution.
@@ -267,6 +276,20 @@ fn add_special_elements(
                     std::borrow::Cow::Owned(s) => Some(s),
                     std::borrow::Cow::Borrowed(_) => None,
                 }
+            });
+            Ok(())
+        }))
+        .append_element_content_handler(element!("script", move |el| {
+            let kind = el.get_attribute("type").unwrap_or_default();
+            lock(&d_kind).script_is_js = is_javascript_type(&kind);
+            Ok(())
+        }))
+        .append_element_content_handler(text!("script", move |chunk| {
+            if !lock(&d_js).script_is_js {
+                return Ok(());
+            }
+            rewrite_inline_text(chunk, &d_js, |doc, text| {
+                doc.scripts.rewrite(text).map(|s| s.to_string())
             });
             Ok(())
         }))
@@ -409,6 +432,36 @@ fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc:
             _ => None,
         }
     });
+}
+
+/// The `type` values that make a `<script>` run as JavaScript (HTML §4.12.1.1, plus `module`).
+fn is_javascript_type(kind: &str) -> bool {
+    let essence = kind
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "" | "module"
+            | "text/javascript"
+            | "application/javascript"
+            | "application/ecmascript"
+            | "application/x-ecmascript"
+            | "application/x-javascript"
+            | "text/ecmascript"
+            | "text/jscript"
+            | "text/livescript"
+            | "text/x-ecmascript"
+            | "text/x-javascript"
+            | "text/javascript1.0"
+            | "text/javascript1.1"
+            | "text/javascript1.2"
+            | "text/javascript1.3"
+            | "text/javascript1.4"
+            | "text/javascript1.5"
+    )
 }
 
 /// Where the body may change, a subresource hash can no longer hold.

@@ -7,8 +7,9 @@ pub mod css;
 mod decode;
 pub mod html;
 mod importmap;
+pub mod js;
+pub mod script;
 pub mod srcset;
-pub mod worker;
 
 use std::io;
 use std::pin::Pin;
@@ -25,6 +26,8 @@ pub use decode::{decode, Coding, DecodeError, DecodeLimits};
 pub enum RewriteError {
     #[error("HTML rewriting stopped: {0}")]
     Html(String),
+    #[error("too large to rewrite (over {limit} bytes); passed through as it is")]
+    TooLarge { limit: usize },
     #[error("CSS rewriting stopped: {0}")]
     Css(#[from] css::CssError),
 }
@@ -40,8 +43,10 @@ pub trait Transform: Send {
 pub enum Kind {
     Html(AsciiCompatibleEncoding),
     Css,
-    /// A worker's script (classic or module, which the request cannot tell): the runtime goes in front.
-    Worker,
+    /// A script (`worker`: a worker's script, classic or module, which gets the runtime in front).
+    Script {
+        worker: bool,
+    },
     /// Anything else, and anything we cannot decode: passed through byte for byte.
     Pass,
 }
@@ -65,6 +70,8 @@ pub enum Destination {
     Document,
     /// A worker's script, or a module a worker imports.
     Worker,
+    /// A page's script (`<script src>`, module imports).
+    Script,
     Other,
 }
 
@@ -79,6 +86,7 @@ impl Destination {
         match get("sec-fetch-dest") {
             "document" | "iframe" | "frame" => Destination::Document,
             "worker" | "sharedworker" => Destination::Worker,
+            "script" => Destination::Script,
             _ => Destination::Other,
         }
     }
@@ -121,7 +129,8 @@ pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, dest: Dest
         | "application/x-javascript"
         | "text/ecmascript"
         | "application/ecmascript" => match dest {
-            Destination::Worker => Kind::Worker,
+            Destination::Worker => Kind::Script { worker: true },
+            Destination::Script => Kind::Script { worker: false },
             _ => Kind::Pass,
         },
         _ => Kind::Pass,

@@ -513,7 +513,7 @@ fn large_stylesheet_in_realistic_chunks() {
     for size in [1, 13, 4096, 16 * 1024] {
         let out = stream(
             input.as_bytes(),
-            std::iter::repeat(size).take(input.len() / size + 1),
+            std::iter::repeat_n(size, input.len() / size + 1),
         );
         assert_eq!(out, expected.as_bytes(), "chunks of {size}");
     }

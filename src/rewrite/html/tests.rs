@@ -19,6 +19,7 @@ fn transform(encoding: &'static encoding_rs::Encoding) -> HtmlTransform {
         encoding: AsciiCompatibleEncoding::new(encoding).unwrap(),
         memory_limit: 16 << 20,
         inline_limit: 1 << 20,
+        scripts: std::sync::Arc::new(crate::rewrite::script::ScriptCache::new(1 << 20)),
     })
 }
 
