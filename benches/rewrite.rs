@@ -183,5 +183,33 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, html, setup, css, codec);
+/// A script of ordinary code where every tenth function touches `location` or `postMessage`.
+fn script() -> String {
+    let mut js = String::new();
+    for i in 0..3000 {
+        js.push_str(&format!(
+            "function f{i}(a, b) {{ var s = a + b * {i}; if (s > 10) {{ return [s, 'item-{i}'].join('-'); }} return s; }}\n"
+        ));
+        if i % 10 == 0 {
+            js.push_str(&format!("if (location.hash === '#{i}') {{ window.parent.postMessage('{i}', 'https://www.shop.test'); }}\n"));
+        }
+    }
+    js
+}
+
+fn javascript(c: &mut Criterion) {
+    let js = script();
+    let mut g = c.benchmark_group("javascript");
+    g.throughput(Throughput::Bytes(js.len() as u64));
+    g.sample_size(20);
+    g.measurement_time(std::time::Duration::from_secs(3));
+    g.bench_function("rewrite_uncached", |b| {
+        b.iter(|| cobrowse_proxy::rewrite::js::rewrite(&js))
+    });
+    let cache = cobrowse_proxy::rewrite::script::ScriptCache::new(64 << 20);
+    g.bench_function("rewrite_cached", |b| b.iter(|| cache.rewrite(&js)));
+    g.finish();
+}
+
+criterion_group!(benches, html, setup, css, codec, javascript);
 criterion_main!(benches);

@@ -97,6 +97,11 @@ async fn direct_and_proxied_agree(page: &str) {
     );
     let direct = &result["direct"];
     let proxied = &result["proxied"];
+    // Reported, never asserted: timings on a shared machine are not a pass/fail criterion.
+    eprintln!(
+        "{page}: load timing direct {} proxied {}",
+        direct["timing"], proxied["timing"]
+    );
 
     // The page's own checks: all pass directly, and the same through the proxy.
     let direct_checks = direct["checks"].as_object().expect("direct checks");

@@ -36,7 +36,11 @@ async function run(name, url, resolverRules) {
     const runtime = await page.evaluate(() => (window.__cobrowseRuntime
       ? { unmapped: window.__cobrowseRuntime.unmapped, hooked: window.__cobrowseRuntime.hooked } : null));
     const frames = page.frames().map((f) => f.url());
-    return { name, checks, agent, runtime, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
+    const timing = await page.evaluate(() => {
+      const n = performance.getEntriesByType('navigation')[0];
+      return n ? { domContentLoaded: Math.round(n.domContentLoadedEventEnd), load: Math.round(n.loadEventEnd) } : null;
+    });
+    return { name, checks, agent, runtime, timing, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
   } finally {
     await browser.close();
   }
