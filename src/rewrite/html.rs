@@ -14,6 +14,7 @@ use lol_html::{element, end, text, AsciiCompatibleEncoding, MemorySettings};
 use url::Url;
 
 use super::css::rewrite_css_str;
+use super::js;
 use super::script::ScriptCache;
 use super::{srcset, RewriteError, Transform};
 use crate::headers::{csp, refresh};
@@ -188,6 +189,7 @@ fn add_injection(
     let (d2, t2) = (doc.clone(), tag);
     settings
         .append_element_content_handler(element!("*", move |el| {
+            rewrite_event_handlers(el, &d1);
             let mut d = lock(&d1);
             if d.injected {
                 return Ok(());
@@ -432,6 +434,31 @@ fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc:
             _ => None,
         }
     });
+}
+
+/// Event-handler attributes (`onclick="location.href=…"`) are script too. They ride on the catch-all
+/// handler the agent injection needs anyway, so they cost no extra selector; only values that name
+/// something the JavaScript rewriter changes are parsed.
+fn rewrite_event_handlers(
+    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    doc: &Shared,
+) {
+    let handlers: Vec<(String, String)> = el
+        .attributes()
+        .iter()
+        .filter(|a| {
+            let name = a.name_preserve_case();
+            name.len() > 2 && name.as_bytes()[..2].eq_ignore_ascii_case(b"on")
+        })
+        .map(|a| (a.name(), a.value()))
+        .filter(|(_, value)| js::mentions_anything(value))
+        .collect();
+    for (name, raw) in handlers {
+        let body = htmlize::unescape_attribute(&raw);
+        if let Some(new) = js::rewrite_handler(&body, &lock(doc).scripts) {
+            let _ = el.set_attribute(&name, &escape_attribute(&new));
+        }
+    }
 }
 
 /// The `type` values that make a `<script>` run as JavaScript (HTML §4.12.1.1, plus `module`).

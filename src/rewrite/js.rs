@@ -53,8 +53,19 @@ pub fn rewrite(source: &str) -> Option<String> {
     Some(apply(source, edits.list))
 }
 
+/// Rewrites an event-handler attribute's code, which is a function body (`return false;` is legal in
+/// it): parsed inside a wrapper, which is stripped again. Edits only ever land inside the body.
+pub fn rewrite_handler(body: &str, cache: &super::script::ScriptCache) -> Option<String> {
+    const OPEN: &str = "(function(event){";
+    const CLOSE: &str = "\n})";
+    let wrapped = format!("{OPEN}{body}{CLOSE}");
+    let out = cache.rewrite(&wrapped)?;
+    let inner = out.strip_prefix(OPEN)?.strip_suffix(CLOSE)?;
+    Some(inner.to_owned())
+}
+
 /// Scripts that name none of the rewritten things need no parse at all (most of them).
-fn mentions_anything(source: &str) -> bool {
+pub fn mentions_anything(source: &str) -> bool {
     let bytes = source.as_bytes();
     ["location", "import", "postMessage"]
         .iter()
@@ -195,6 +206,12 @@ fn apply(source: &str, mut edits: Vec<Edit>) -> String {
 mod tests {
     use super::*;
 
+    fn parses(source: &str) -> bool {
+        let allocator = Allocator::default();
+        let parsed = oxc_parser::Parser::new(&allocator, source, SourceType::script()).parse();
+        !parsed.diagnostics.has_errors()
+    }
+
     fn js(source: &str) -> String {
         rewrite(source).unwrap_or_else(|| source.to_owned())
     }
@@ -270,6 +287,23 @@ mod tests {
             "syntax errors leave the script alone"
         );
         assert_eq!(rewrite("var a = 1;"), None, "nothing to do, no parse");
+    }
+
+    #[test]
+    fn event_handler_bodies() {
+        let cache = crate::rewrite::script::ScriptCache::new(1 << 20);
+        assert_eq!(
+            rewrite_handler("location.href='https://x.test/'; return false;", &cache).as_deref(),
+            Some("__cbLocation.href='https://x.test/'; return false;")
+        );
+        assert_eq!(rewrite_handler("go(event)", &cache), None);
+        // A body that closes the wrapper is a syntax error as a handler in the browser; rewritten, it is
+        // still one (the wrapper it would need is not there), so it can never run.
+        let escaped = rewrite_handler("})(); location.x; (function(){", &cache).unwrap();
+        assert!(!parses(&format!("function h(event) {{{escaped}}}")));
+        assert!(parses(
+            "function h(event) {__cbLocation.href='x'; return false;}"
+        ));
     }
 
     #[test]

@@ -189,6 +189,26 @@ fn inline_styles_and_style_elements() {
 }
 
 #[test]
+fn event_handler_attributes_and_inline_scripts() {
+    let out = rewrite(
+        r#"<button onclick="location.href='https://cdn.shop.test/x'; return false">go</button><a onmouseover="hover()">h</a><script>if (location.hash) top.location = '/';</script><script type="application/json">{"location": 1}</script>"#,
+    );
+    assert!(
+        out.contains(r#"onclick="__cbLocation.href='https://cdn.shop.test/x'; return false""#),
+        "{out}"
+    );
+    assert!(out.contains(r#"onmouseover="hover()""#), "{out}");
+    assert!(
+        out.contains("<script>if (__cbLocation.hash) __cbSetLocation(top, '/');</script>"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"{"location": 1}"#),
+        "JSON blocks are not script: {out}"
+    );
+}
+
+#[test]
 fn import_maps() {
     let out = rewrite(
         r#"<script type="importmap">{"imports":{"util":"https://cdn.shop.test/u.mjs"}}</script>"#,
