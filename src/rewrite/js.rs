@@ -20,7 +20,7 @@ use oxc_allocator::Allocator;
 use oxc_ast::ast::{
     Argument, AssignmentExpression, AssignmentOperator, AssignmentTarget, CallExpression,
     Expression, IdentifierReference, ImportExpression, ObjectProperty, PropertyKey,
-    StaticMemberExpression,
+    SimpleAssignmentTarget, StaticMemberExpression,
 };
 use oxc_ast_visit::{walk, Visit};
 use oxc_semantic::{Scoping, SemanticBuilder};
@@ -82,7 +82,8 @@ struct Edit {
 struct Edits<'s> {
     scoping: &'s Scoping,
     list: Vec<Edit>,
-    /// Spans of `X.location` members that are assignment targets (handled by the assignment).
+    /// Spans of `X.location` members in target positions: a plain `=` is rewritten by the assignment;
+    /// others (`+=`, `++`, destructuring, `for … in`) must stay references, so they are left as they are.
     assigned_members: Vec<Span>,
     /// Spans of shorthand `{ location }` values, which need their key kept.
     shorthand: Vec<Span>,
@@ -160,6 +161,15 @@ impl<'a> Visit<'a> for Edits<'_> {
             }
         }
         walk::walk_assignment_expression(self, it);
+    }
+
+    fn visit_simple_assignment_target(&mut self, it: &SimpleAssignmentTarget<'a>) {
+        if let SimpleAssignmentTarget::StaticMemberExpression(member) = it {
+            if member.property.name == "location" {
+                self.assigned_members.push(member.span);
+            }
+        }
+        walk::walk_simple_assignment_target(self, it);
     }
 
     fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
@@ -259,6 +269,22 @@ mod tests {
             "__cbSetLocation(a.b, __cbLocationOf(c))"
         );
         assert_eq!(js("w.location.href = 'x'"), "__cbLocationOf(w).href = 'x'");
+    }
+
+    #[test]
+    fn member_targets_other_than_plain_assignment_stay_valid() {
+        for source in [
+            "a.location += 'x'",
+            "a.location++",
+            "--b.c.location",
+            "[a.location] = arr",
+            "({ x: a.location } = o)",
+            "for (a.location in o) {}",
+            "for (a.location of o) {}",
+        ] {
+            let out = js(source);
+            assert!(parses(&out), "{source} became {out}");
+        }
     }
 
     #[test]
