@@ -19,6 +19,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod fixture;
+pub mod forward;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;

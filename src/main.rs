@@ -33,6 +33,22 @@ enum Command {
         #[arg(long, env = "COBROWSE_API_TOKEN")]
         api_token: Option<String>,
     },
+    /// The local certificate authority used to intercept TLS in the forward proxy.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+        /// Folder holding `ca.pem` and its private key.
+        #[arg(long, env = "COBROWSE_CA_DIR", default_value = "certs", global = true)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the CA in the folder unless it exists.
+    Init,
+    /// Print the CA certificate's path (creating the CA first if needed), for `curl --cacert`.
+    Path,
 }
 
 #[derive(Args)]
@@ -52,6 +68,9 @@ struct ServeArgs {
     /// Token required for the API (mandatory when listening off loopback).
     #[arg(long, env = "COBROWSE_API_TOKEN")]
     api_token: Option<String>,
+    /// Folder of the local CA for TLS interception (created on first start).
+    #[arg(long, env = "COBROWSE_CA_DIR", default_value = "certs")]
+    ca_dir: PathBuf,
     /// TOML configuration file; every flag has a key of the same name (with underscores).
     #[arg(long, env = "COBROWSE_CONFIG")]
     config: Option<PathBuf>,
@@ -78,6 +97,7 @@ fn main() -> ExitCode {
             &server,
             api_token.as_deref(),
         )),
+        Command::Ca { command, dir } => ca(command, &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +118,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         api_token: args.api_token,
     };
     let config = Config::build(file, overrides).map_err(|e| e.to_string())?;
+    // The forward proxy's CA, created on first start so `ca path` and browsers have it at once.
+    cobrowse_proxy::forward::ca::CertificateAuthority::load_or_create(&args.ca_dir)
+        .map_err(|e| format!("local CA in {}: {e}", args.ca_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -112,6 +135,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     cobrowse_proxy::run(config, listener, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+fn ca(command: CaCommand, dir: &std::path::Path) -> Result<(), String> {
+    use cobrowse_proxy::forward::ca::{cert_path, CertificateAuthority};
+    let (_, created) = CertificateAuthority::load_or_create(dir).map_err(|e| e.to_string())?;
+    let path = cert_path(dir);
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    match command {
+        CaCommand::Init if created => println!("created {}", path.display()),
+        CaCommand::Init => println!("already present: {}", path.display()),
+        CaCommand::Path => {
+            if created {
+                eprintln!("created the local CA");
+            }
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
 }
 
 fn init_logging() {
