@@ -70,13 +70,6 @@ pub async fn handle(
     }
     let (mut parts, body) = response.into_parts();
     headers::response::rewrite(&mut parts.headers, &ctx, plan.changes_body(), upgraded);
-    if upgraded {
-        // `Connection` is hop-by-hop and was dropped with the rest; a 101 must name the upgrade again.
-        parts.headers.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("upgrade"),
-        );
-    }
     let body = response_body(&shared, body, plan, &map, &url, &target, agent).await?;
     Ok(Response::from_parts(parts, body))
 }
@@ -103,12 +96,6 @@ fn upstream_request(
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     headers::request::rewrite(&mut parts.headers, map, websocket);
-    if websocket {
-        parts.headers.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("upgrade"),
-        );
-    }
     let uri: Uri = url
         .as_str()
         .parse()

@@ -11,7 +11,7 @@ pub mod refresh;
 pub mod request;
 pub mod response;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never the message: RFC 9110 §7.6.1 plus the proxy ones.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -26,7 +26,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Drops hop-by-hop headers, including every header the `Connection` header names. `Upgrade` is dropped too
-/// unless `keep_upgrade` (a WebSocket handshake we pass through).
+/// unless `keep_upgrade` (a WebSocket handshake we pass through); then `Connection: upgrade` is set again,
+/// since the next hop needs it to see the handshake.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -41,13 +42,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if !keep_upgrade {
         headers.remove(header::UPGRADE);
+    } else if headers.contains_key(header::UPGRADE) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_go() {
@@ -67,5 +69,20 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn a_kept_upgrade_is_named_in_connection_again() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert!(h.get("keep-alive").is_none());
     }
 }
