@@ -144,8 +144,7 @@ fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session
 
 fn visitor_url(shared: &Shared, session: &Session) -> Result<String, ProxyError> {
     let map = crate::url_codec::ProxyMap::new(shared.public.clone(), session.id.clone());
-    map.to_proxy(&session.start)
-        .map(String::from)
+    map.to_proxy_string(&session.start)
         .ok_or_else(|| ProxyError::Internal("cannot map the session URL".into()))
 }
 
