@@ -27,6 +27,7 @@ pub mod rewrite;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 pub mod url_codec;
 

@@ -102,13 +102,7 @@ impl CertificateAuthority {
                 .signed_by(&self.leaf_key, &self.issuer, &self.issuer_key)?;
         let chain = vec![CertificateDer::from(leaf.der().to_vec())];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(crate::tls::server_config(chain, key)?)
     }
 
     fn leaf_params(&self, host: &str) -> Result<CertificateParams, CaError> {

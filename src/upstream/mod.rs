@@ -7,7 +7,6 @@ pub mod guard;
 mod idle;
 
 use std::error::Error as _;
-use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -195,13 +194,7 @@ fn tls_config(extra_ca: &[std::path::PathBuf]) -> Result<rustls::ClientConfig, U
                 .map_err(|e| UpstreamError::Setup(format!("{}: {e}", path.display())))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Setup(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+    crate::tls::client_config(roots).map_err(|e| UpstreamError::Setup(e.to_string()))
 }
 
 /// Names the failure from the error's source chain (hyper-util wraps the connector's errors).

@@ -67,13 +67,8 @@ async fn handshake(ca: &CertificateAuthority, host: &str) -> Option<Vec<u8>> {
     for cert in rustls_pemfile::certs(&mut ca.cert_pem().as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut config = crate::tls::client_config(roots).unwrap();
+    config.alpn_protocols = crate::tls::ALPN.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(host.to_owned()).unwrap();
