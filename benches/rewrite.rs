@@ -36,6 +36,7 @@ fn ours(page: &[u8], url: &Url) -> usize {
         target: TargetOrigin::from_url(url).unwrap(),
         agent: AgentSources {
             nonce: "nonce".into(),
+            origin: "http://localhost:8080".into(),
         },
         encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
         memory_limit: 16 << 20,

@@ -14,54 +14,75 @@ const SOURCE: &str = concat!(
     include_str!("../agent/agent.js")
 );
 
+/// The forward proxy's pages keep their real URLs, so they get the agent without the URL runtime.
+const FORWARD_SOURCE: &str = include_str!("../agent/agent.js");
+
 pub struct Agent {
     etag: HeaderValue,
+    forward_etag: HeaderValue,
+}
+
+fn etag_of(source: &str) -> HeaderValue {
+    let digest = Sha256::digest(source.as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 impl Agent {
     pub fn new() -> Agent {
-        let digest = Sha256::digest(SOURCE.as_bytes());
-        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
         Agent {
-            etag: HeaderValue::from_str(&format!("\"{hex}\""))
-                .unwrap_or(HeaderValue::from_static("\"0\"")),
+            etag: etag_of(SOURCE),
+            forward_etag: etag_of(FORWARD_SOURCE),
         }
     }
 
-    /// Serves the script. It is loaded cross-origin by every proxied page, including pages that demand
-    /// CORP (`Cross-Origin-Embedder-Policy: require-corp`), so it says it may be embedded anywhere.
+    /// Serves the script for proxy hosts. It is loaded cross-origin by every proxied page, including pages
+    /// that demand CORP (`Cross-Origin-Embedder-Policy: require-corp`), so it may be embedded anywhere.
     pub fn serve(&self, request: &HeaderMap) -> Response<ProxyBody> {
-        let fresh = request
-            .get(header::IF_NONE_MATCH)
-            .is_some_and(|v| v.as_bytes() == self.etag.as_bytes());
-        let mut response = if fresh {
-            let mut r = Response::new(empty());
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            r
-        } else {
-            Response::new(full(SOURCE))
-        };
-        let h = response.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert(header::ETAG, self.etag.clone());
-        h.insert(
-            "cross-origin-resource-policy",
-            HeaderValue::from_static("cross-origin"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        response
+        serve_script(request, SOURCE, &self.etag)
     }
+
+    /// Serves the script under the reserved path of a forward-proxied origin.
+    pub fn serve_forward(&self, request: &HeaderMap) -> Response<ProxyBody> {
+        serve_script(request, FORWARD_SOURCE, &self.forward_etag)
+    }
+}
+
+fn serve_script(
+    request: &HeaderMap,
+    source: &'static str,
+    etag: &HeaderValue,
+) -> Response<ProxyBody> {
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let mut response = if fresh {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        Response::new(full(source))
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::ETAG, etag.clone());
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 impl Default for Agent {
@@ -79,6 +100,14 @@ const RUNTIME: &str = include_str!("../agent/runtime.js");
 pub fn worker_bootstrap(public: &PublicOrigin, session: &SessionId) -> String {
     let config = serde_json::json!({ "session": session.as_str(), "public": public.origin() });
     format!("self.__cobrowseConfig = {config};\n{RUNTIME}")
+}
+
+/// The tag the forward proxy injects: the script from the page's own origin, under the reserved path, so
+/// an https page loads no mixed content and `'self'` policies already allow it.
+pub fn forward_script_tag(page_origin: &str, nonce: &str) -> String {
+    format!(
+        "<script src=\"{page_origin}{PATH}\" data-cobrowse-mode=\"forward\" nonce=\"{nonce}\"></script>"
+    )
 }
 
 /// The tag injected into pages. Well-formed XML too, so XHTML pages stay valid.

@@ -113,13 +113,7 @@ fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let given = bearer.or(param).unwrap_or_default();
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if crate::secret::equal(given.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ProxyError::Unauthorized)

@@ -27,6 +27,8 @@ pub enum ConfigError {
     PublicUrl(#[from] CodecError),
     #[error("listening on non-loopback address {0} requires an API token (--api-token)")]
     TokenRequired(SocketAddr),
+    #[error("invalid --no-intercept {0:?}: expected a host or *.suffix")]
+    NoIntercept(String),
 }
 
 /// The file form of the configuration: every key is optional and defaults as documented on [`Config`].
@@ -41,6 +43,8 @@ pub struct FileConfig {
     pub limits: Limits,
     pub upstream: UpstreamTimeouts,
     pub session_ttl_secs: Option<u64>,
+    pub ca_dir: Option<PathBuf>,
+    pub no_intercept: Vec<String>,
 }
 
 impl FileConfig {
@@ -139,24 +143,47 @@ pub struct ResolveRule {
     pub port: Option<u16>,
 }
 
+/// A host name, or `*.suffix` for every name under the suffix (not the suffix itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
+pub enum HostPattern {
     Exact(String),
-    /// `*.test` matches every name ending in `.test` (not `test` itself).
+    /// `*.test` matches every name ending in `.test` (not `test` itself); stored as `.test`.
     Suffix(String),
+}
+
+impl HostPattern {
+    pub fn parse(pattern: &str) -> Option<HostPattern> {
+        let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) if !suffix.is_empty() && !suffix.contains('*') => {
+                Some(HostPattern::Suffix(format!(".{suffix}")))
+            }
+            Some(_) => None,
+            None if !pattern.is_empty() && !pattern.contains('*') => {
+                Some(HostPattern::Exact(pattern))
+            }
+            None => None,
+        }
+    }
+
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        match self {
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host.is_char_boundary(host.len() - s.len())
+                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
 }
 
 impl ResolveRule {
     pub fn parse(spec: &str) -> Result<ResolveRule, ConfigError> {
         let bad = || ConfigError::Resolve(spec.to_owned());
         let (pattern, addr) = spec.split_once('=').ok_or_else(bad)?;
-        let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
-        let pattern = match pattern.strip_prefix("*.") {
-            Some(suffix) if !suffix.is_empty() => HostPattern::Suffix(format!(".{suffix}")),
-            Some(_) => return Err(bad()),
-            None if !pattern.is_empty() && !pattern.contains('*') => HostPattern::Exact(pattern),
-            None => return Err(bad()),
-        };
+        let pattern = HostPattern::parse(pattern).ok_or_else(bad)?;
         let addr = addr.trim();
         let (addr, port) = match addr.parse::<SocketAddr>() {
             Ok(sa) => (sa.ip(), Some(sa.port())),
@@ -170,15 +197,7 @@ impl ResolveRule {
     }
 
     pub fn matches(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.');
-        match &self.pattern {
-            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostPattern::Suffix(s) => {
-                host.len() > s.len()
-                    && host.is_char_boundary(host.len() - s.len())
-                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-        }
+        self.pattern.matches(host)
     }
 }
 
@@ -196,6 +215,10 @@ pub struct Config {
     pub upstream: UpstreamTimeouts,
     /// How long a session's links work. Default 24 h.
     pub session_ttl: Duration,
+    /// Folder of the local CA for TLS interception. Default `certs`.
+    pub ca_dir: PathBuf,
+    /// Hosts the forward proxy never intercepts: CONNECT to them is tunnelled blind (pinned apps).
+    pub no_intercept: Vec<HostPattern>,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -206,6 +229,8 @@ pub struct Overrides {
     pub resolve: Vec<String>,
     pub upstream_ca: Vec<PathBuf>,
     pub api_token: Option<String>,
+    pub ca_dir: Option<PathBuf>,
+    pub no_intercept: Vec<String>,
 }
 
 impl Config {
@@ -237,6 +262,15 @@ impl Config {
         if !listen.ip().is_loopback() && api_token.is_none() {
             return Err(ConfigError::TokenRequired(listen));
         }
+        let no_intercept_specs = if over.no_intercept.is_empty() {
+            file.no_intercept
+        } else {
+            over.no_intercept
+        };
+        let no_intercept = no_intercept_specs
+            .iter()
+            .map(|s| HostPattern::parse(s).ok_or_else(|| ConfigError::NoIntercept(s.clone())))
+            .collect::<Result<_, _>>()?;
         Ok(Config {
             listen,
             public: PublicOrigin::parse(&public_url)?,
@@ -246,7 +280,23 @@ impl Config {
             limits: file.limits,
             upstream: file.upstream,
             session_ttl: Duration::from_secs(file.session_ttl_secs.unwrap_or(24 * 3600)),
+            ca_dir: over
+                .ca_dir
+                .or(file.ca_dir)
+                .unwrap_or_else(|| PathBuf::from("certs")),
+            no_intercept,
         })
+    }
+
+    /// Whether forward-proxy clients must send `Proxy-Authorization`: whenever an API token is set, which
+    /// is always the case off loopback (see [`ConfigError::TokenRequired`]).
+    pub fn proxy_auth_required(&self) -> bool {
+        self.api_token.is_some()
+    }
+
+    /// Whether CONNECT to `host` is tunnelled blind rather than intercepted.
+    pub fn never_intercept(&self, host: &str) -> bool {
+        self.no_intercept.iter().any(|p| p.matches(host))
     }
 
     /// A configuration for tests and tools: defaults on the given listener.

@@ -34,8 +34,10 @@ pub enum ProxyError {
     PayloadTooLarge,
     #[error("target not allowed: {0}")]
     Forbidden(String),
-    #[error("the forward proxy (absolute-form and CONNECT requests) is not enabled in this build")]
-    ForwardUnavailable,
+    #[error("the forward proxy needs credentials: Proxy-Authorization: Basic with the API token as password")]
+    ProxyAuthRequired,
+    #[error("request loop: {0}")]
+    Loop(&'static str),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("internal error: {0}")]
@@ -61,7 +63,8 @@ impl ProxyError {
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ProxyError::ForwardUnavailable => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            ProxyError::Loop(_) => StatusCode::LOOP_DETECTED,
             ProxyError::Upstream(e) => e.status(),
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +109,12 @@ pub fn respond(err: &ProxyError, format: ErrorFormat) -> Response<ProxyBody> {
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
     );
+    if matches!(err, ProxyError::ProxyAuthRequired) {
+        headers.insert(
+            header::PROXY_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"cobrowse-proxy\", charset=\"UTF-8\""),
+        );
+    }
     response
 }
 

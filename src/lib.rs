@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! server::serve ──► router::classify ──► api::handle            (public origin: console, API, agent.js)
-//!                                   └──► proxy::handle          (per-origin proxy hosts)
+//!                                   ├──► forward::connect       (CONNECT: sniff, intercept TLS, re-serve)
+//!                                   ├──► forward::handle        (absolute-form and tunnelled requests)
+//!                                   └──► proxy::handle          (per-origin proxy hosts; forward mode too)
 //!                                          1 headers::request   map Origin/Referer/cookies back
 //!                                          2 upstream::send     pooled h1/h2 client, private-address guard
 //!                                          3 headers::response  Location, Set-Cookie, CSP, CORS, …
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod rewrite;
 pub mod router;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod tls;
@@ -36,6 +39,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use config::Config;
 use url_codec::{PublicOrigin, SessionId};
@@ -50,13 +55,33 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Rewritten scripts by content hash, so each distinct script is parsed once.
     pub scripts: Arc<rewrite::script::ScriptCache>,
+    /// The local CA that signs a leaf per intercepted host.
+    pub ca: forward::ca::CertificateAuthority,
+    /// This process's name in `Via`: a request that already carries it has looped back to us.
+    pub via: String,
+    /// Connection slots shared by accepted connections and the connections served inside CONNECT tunnels.
+    pub slots: Arc<Semaphore>,
+    /// Cancelled when shutdown begins, so connections served inside tunnels drain too.
+    pub shutdown: CancellationToken,
     /// Per-process secret for values that must be unguessable but stable within a session (CSP nonces).
     secret: [u8; 32],
 }
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamError),
+    #[error("local CA: {0}")]
+    Ca(#[from] forward::ca::CaError),
+}
+
 impl Shared {
-    pub fn new(config: Config) -> Result<Arc<Shared>, upstream::UpstreamError> {
+    pub fn new(config: Config) -> Result<Arc<Shared>, StartError> {
         let upstream = upstream::Upstream::new(&config)?;
+        // Created on first start, so `ca path` and browsers have it at once.
+        let (ca, _) = forward::ca::CertificateAuthority::load_or_create(&config.ca_dir)?;
+        let via_id: u32 = rand::random();
         Ok(Arc::new(Shared {
             public: Arc::new(config.public.clone()),
             sessions: session::Sessions::new(config.session_ttl),
@@ -66,18 +91,32 @@ impl Shared {
             scripts: Arc::new(rewrite::script::ScriptCache::new(
                 config.limits.script_cache,
             )),
+            ca,
+            via: format!("cobrowse-{via_id:08x}"),
+            slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+            shutdown: CancellationToken::new(),
             secret: rand::random(),
             config,
         }))
     }
 
+    /// The agent's CSP nonce for a forward-proxied origin: stable per origin, unguessable without the secret.
+    pub fn forward_nonce(&self, origin: &url_codec::TargetOrigin) -> String {
+        self.keyed_nonce(b"forward", &origin.ascii())
+    }
+
     /// The agent's CSP nonce for a session. Stable within the session so a cached page and a fresh
     /// policy (a 304 revalidation carries new headers) still agree; unguessable without the secret.
     pub fn nonce_for(&self, session: &SessionId) -> String {
+        self.keyed_nonce(b"session", session.as_str())
+    }
+
+    fn keyed_nonce(&self, domain: &[u8], value: &str) -> String {
         use base64::Engine;
         let digest = Sha256::new()
             .chain_update(self.secret)
-            .chain_update(session.as_str())
+            .chain_update(domain)
+            .chain_update(value)
             .finalize();
         base64::engine::general_purpose::STANDARD.encode(&digest[..18])
     }
@@ -88,7 +127,7 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), upstream::UpstreamError> {
+) -> Result<(), StartError> {
     let shared = Shared::new(config)?;
     server::serve(shared, listener, shutdown).await;
     Ok(())

@@ -49,6 +49,8 @@ enum CaCommand {
     Init,
     /// Print the CA certificate's path (creating the CA first if needed), for `curl --cacert`.
     Path,
+    /// Print the CA key's SPKI hash, for Chromium's `--ignore-certificate-errors-spki-list`.
+    Spki,
 }
 
 #[derive(Args)]
@@ -68,9 +70,12 @@ struct ServeArgs {
     /// Token required for the API (mandatory when listening off loopback).
     #[arg(long, env = "COBROWSE_API_TOKEN")]
     api_token: Option<String>,
-    /// Folder of the local CA for TLS interception (created on first start).
-    #[arg(long, env = "COBROWSE_CA_DIR", default_value = "certs")]
-    ca_dir: PathBuf,
+    /// Folder of the local CA for TLS interception (created on first start) [default: certs].
+    #[arg(long, env = "COBROWSE_CA_DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Hosts the forward proxy tunnels blind instead of intercepting (HOST or *.suffix; repeatable).
+    #[arg(long, env = "COBROWSE_NO_INTERCEPT", value_delimiter = ',')]
+    no_intercept: Vec<String>,
     /// TOML configuration file; every flag has a key of the same name (with underscores).
     #[arg(long, env = "COBROWSE_CONFIG")]
     config: Option<PathBuf>,
@@ -116,11 +121,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         resolve: args.resolve,
         upstream_ca: args.upstream_ca,
         api_token: args.api_token,
+        ca_dir: args.ca_dir,
+        no_intercept: args.no_intercept,
     };
     let config = Config::build(file, overrides).map_err(|e| e.to_string())?;
-    // The forward proxy's CA, created on first start so `ca path` and browsers have it at once.
-    cobrowse_proxy::forward::ca::CertificateAuthority::load_or_create(&args.ca_dir)
-        .map_err(|e| format!("local CA in {}: {e}", args.ca_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -139,7 +143,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
 fn ca(command: CaCommand, dir: &std::path::Path) -> Result<(), String> {
     use cobrowse_proxy::forward::ca::{cert_path, CertificateAuthority};
-    let (_, created) = CertificateAuthority::load_or_create(dir).map_err(|e| e.to_string())?;
+    let (authority, created) =
+        CertificateAuthority::load_or_create(dir).map_err(|e| e.to_string())?;
     let path = cert_path(dir);
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     match command {
@@ -151,6 +156,7 @@ fn ca(command: CaCommand, dir: &std::path::Path) -> Result<(), String> {
             }
             println!("{}", path.display());
         }
+        CaCommand::Spki => println!("{}", authority.spki_sha256()),
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The life of a proxied request, top to bottom (see `docs/FLOW.md`):
 //!
-//! 1. the session must be live;
+//! 1. the session must be live (for a proxy host; the forward proxy has none), and the request must not
+//!    have looped back through us;
 //! 2. request headers are mapped back to the target (`headers::request`);
 //! 3. the request goes upstream (`upstream`, private-address guard inside);
 //! 4. response headers are mapped into proxy hosts (`headers::response`);
@@ -27,16 +28,35 @@ use crate::upstream::{IdleTimeoutBody, UpstreamError};
 use crate::url_codec::{ProxyMap, SessionId, TargetOrigin};
 use crate::Shared;
 
+/// Whose request this is.
+pub enum Mode {
+    /// A session's proxy host: URLs are mapped to proxy hosts and back.
+    Session(SessionId),
+    /// The forward proxy: the browser already speaks the target's own URLs; only the agent is added.
+    Forward,
+}
+
 pub async fn handle(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
-    session: SessionId,
+    mode: Mode,
     target: TargetOrigin,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    shared
-        .sessions
-        .get(&session)
-        .ok_or(ProxyError::SessionNotFound)?;
+    let map = match mode {
+        Mode::Session(session) => {
+            shared
+                .sessions
+                .get(&session)
+                .ok_or(ProxyError::SessionNotFound)?;
+            Some(ProxyMap::new(shared.public.clone(), session))
+        }
+        Mode::Forward => None,
+    };
+    if headers::request::has_looped(req.headers(), &shared.via) {
+        return Err(ProxyError::Loop(
+            "the request already passed through this proxy",
+        ));
+    }
     // A service worker would run outside the in-page runtime; browsers fall back to the network when
     // registration fails, so refuse its script (the runtime also refuses `register()` itself).
     if req.headers().contains_key("service-worker") {
@@ -44,34 +64,76 @@ pub async fn handle(
             "service workers are not available while co-browsing".into(),
         ));
     }
-    let map = ProxyMap::new(shared.public.clone(), session);
     let url = target_url(&target, req.uri())?;
     let websocket = is_websocket(req.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let method = req.method().clone();
     let dest = rewrite::Destination::from_request(req.headers());
 
-    let upstream_req = upstream_request(req, &url, &map, websocket)?;
+    let upstream_req = upstream_request(req, &url, map.as_ref(), websocket, &shared.via)?;
     let mut response = shared.upstream.send(upstream_req, websocket).await?;
 
-    let plan = rewrite::plan(&method, response.status(), response.headers(), dest);
-    let agent = AgentSources {
-        nonce: shared.nonce_for(map.session()),
-    };
-    let ctx = ResponseContext {
-        map: &map,
-        target: &target,
-        url: &url,
-        agent: &agent,
-    };
+    let mut plan = rewrite::plan(&method, response.status(), response.headers(), dest);
+    if map.is_none() {
+        plan = plan.for_forward();
+    }
+    let agent = agent_sources(&shared, map.as_ref(), &target);
     let upgraded = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client)) = (upgraded, client_upgrade) {
         join_upgrades(client, hyper::upgrade::on(&mut response));
     }
     let (mut parts, body) = response.into_parts();
-    headers::response::rewrite(&mut parts.headers, &ctx, plan.changes_body(), upgraded);
-    let body = response_body(&shared, body, plan, &map, &url, &target, agent).await?;
+    let changes = plan.changes_body();
+    match &map {
+        Some(map) => {
+            let ctx = ResponseContext {
+                map,
+                target: &target,
+                url: &url,
+                agent: &agent,
+            };
+            headers::response::rewrite(&mut parts.headers, &ctx, changes, upgraded);
+        }
+        None => headers::response::rewrite_forward(
+            &mut parts.headers,
+            &target,
+            &url,
+            &agent,
+            changes,
+            upgraded,
+        ),
+    }
+    let exchange = Exchange {
+        map: map.as_ref(),
+        url: &url,
+        target: &target,
+        agent,
+    };
+    let body = response_body(&shared, body, plan, exchange).await?;
     Ok(Response::from_parts(parts, body))
+}
+
+/// What the body transforms need to know about one exchange. `map` is `None` in the forward proxy.
+struct Exchange<'a> {
+    map: Option<&'a ProxyMap>,
+    url: &'a Url,
+    target: &'a TargetOrigin,
+    agent: AgentSources,
+}
+
+/// Where the agent comes from and the nonce its tag carries: the public origin for a session's pages, the
+/// page's own origin (a reserved path) in the forward proxy.
+fn agent_sources(shared: &Shared, map: Option<&ProxyMap>, target: &TargetOrigin) -> AgentSources {
+    match map {
+        Some(map) => AgentSources {
+            nonce: shared.nonce_for(map.session()),
+            origin: shared.public.origin(),
+        },
+        None => AgentSources {
+            nonce: shared.forward_nonce(target),
+            origin: target.ascii(),
+        },
+    }
 }
 
 /// The target URL: the target origin plus the request's own path and query, untouched.
@@ -91,11 +153,16 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 fn upstream_request(
     req: Request<Incoming>,
     url: &Url,
-    map: &ProxyMap,
+    map: Option<&ProxyMap>,
     websocket: bool,
+    via: &str,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    headers::request::rewrite(&mut parts.headers, map, websocket);
+    match map {
+        Some(map) => headers::request::rewrite(&mut parts.headers, map, websocket),
+        None => headers::request::rewrite_forward(&mut parts.headers, websocket),
+    }
+    headers::request::add_via(&mut parts.headers, via);
     let uri: Uri = url
         .as_str()
         .parse()
@@ -126,36 +193,13 @@ async fn response_body(
     shared: &Shared,
     body: Incoming,
     plan: Plan,
-    map: &ProxyMap,
-    url: &Url,
-    target: &TargetOrigin,
-    agent: AgentSources,
+    exchange: Exchange<'_>,
 ) -> Result<ProxyBody, ProxyError> {
     let idle = shared.upstream.timeouts().body_idle();
     let body = IdleTimeoutBody::new(body, idle);
-    let transform: Box<dyn Transform> = match plan.kind {
-        Kind::Pass => return Ok(boxed(body)),
-        Kind::Html(encoding) => Box::new(html::HtmlTransform::new(html::HtmlContext {
-            map: map.clone(),
-            url: url.clone(),
-            target: target.clone(),
-            agent_tag: crate::agent::script_tag(&shared.public, map.session(), &agent.nonce),
-            agent,
-            encoding,
-            memory_limit: shared.config.limits.html_memory,
-            inline_limit: shared.config.limits.inline_buffer,
-            scripts: shared.scripts.clone(),
-        })),
-        Kind::Script { worker } => Box::new(rewrite::script::ScriptTransform::new(
-            shared.scripts.clone(),
-            shared.config.limits.script_buffer,
-            worker.then(|| crate::agent::worker_bootstrap(&shared.public, map.session())),
-        )),
-        Kind::Css => Box::new(CssTransform(Some(CssRewriter::new(
-            map.clone(),
-            url.clone(),
-            shared.config.limits.css_carry,
-        )))),
+    let host = exchange.target.host_str();
+    let Some(transform) = transform_for(shared, plan.kind, exchange) else {
+        return Ok(boxed(body));
     };
     shared.metrics.rewritten_bodies.inc();
     let data = BodyDataStream::new(body).map_err(io::Error::other);
@@ -166,11 +210,56 @@ async fn response_body(
     let decoded = rewrite::decode(Box::pin(data), plan.coding, limits);
     let mut out = TransformStream::new(decoded, transform);
     let first = match out.next().await {
-        Some(Err(e)) => return Err(body_error(&target.host_str(), e)),
+        Some(Err(e)) => return Err(body_error(&host, e)),
         other => other,
     };
     let stream = stream::iter(first).chain(out).map_ok(Frame::data);
     Ok(boxed(StreamBody::new(stream)))
+}
+
+/// The transform for a body kind, or `None` to pass it through untouched.
+fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dyn Transform>> {
+    let limits = &shared.config.limits;
+    let Some(map) = ex.map else {
+        let Kind::Html(encoding) = kind else {
+            return None;
+        };
+        return Some(Box::new(rewrite::inject::transform(
+            rewrite::inject::InjectContext {
+                url: ex.url.clone(),
+                target: ex.target.clone(),
+                agent_tag: crate::agent::forward_script_tag(&ex.agent.origin, &ex.agent.nonce),
+                agent: ex.agent,
+                encoding,
+                memory_limit: limits.html_memory,
+            },
+        )));
+    };
+    let transform: Box<dyn Transform> = match kind {
+        Kind::Pass => return None,
+        Kind::Html(encoding) => Box::new(html::HtmlTransform::new(html::HtmlContext {
+            map: map.clone(),
+            url: ex.url.clone(),
+            target: ex.target.clone(),
+            agent_tag: crate::agent::script_tag(&shared.public, map.session(), &ex.agent.nonce),
+            agent: ex.agent,
+            encoding,
+            memory_limit: limits.html_memory,
+            inline_limit: limits.inline_buffer,
+            scripts: shared.scripts.clone(),
+        })),
+        Kind::Script { worker } => Box::new(rewrite::script::ScriptTransform::new(
+            shared.scripts.clone(),
+            limits.script_buffer,
+            worker.then(|| crate::agent::worker_bootstrap(&shared.public, map.session())),
+        )),
+        Kind::Css => Box::new(CssTransform(Some(CssRewriter::new(
+            map.clone(),
+            ex.url.clone(),
+            limits.css_carry,
+        )))),
+    };
+    Some(transform)
 }
 
 fn body_error(host: &str, e: io::Error) -> ProxyError {

@@ -1,9 +1,11 @@
-//! Accepting connections and answering requests: the connection cap, HTTP/1 and HTTP/2 (with upgrades),
-//! graceful shutdown, one log line per request, and the single edge where errors become responses.
+//! Accepting connections and answering requests: the connection cap, HTTP/1 and HTTP/2 (with upgrades)
+//! on sockets and inside CONNECT tunnels, graceful shutdown, one log line per request, and the single edge
+//! where errors become responses.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +14,17 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use http_body_util::BodyExt;
 
 use crate::access_log::{AccessLog, LoggedBody};
 use crate::body::ProxyBody;
 use crate::error::{respond, ErrorFormat, ProxyError};
+use crate::proxy::Mode;
 use crate::router::{classify, Route};
+use crate::url_codec::TargetOrigin;
 use crate::Shared;
 
 /// How long a client may take to send its request headers.
@@ -29,26 +32,21 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` resolves, then drains open connections.
+/// What a connection knows about where it came from.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// For a connection served inside a CONNECT tunnel: the origin the tunnel was opened to.
+    pub tunnel: Option<TargetOrigin>,
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains open connections (tunnelled ones too).
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // At the cap, a new connection is closed at once rather than queued without bound.
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!("connection cap reached; refusing a connection");
-                        continue;
-                    };
-                    let conn = serve_connection(shared.clone(), stream, peer, &graceful);
-                    tokio::spawn(async move {
-                        conn.await;
-                        drop(permit);
-                    });
-                }
+                Ok((stream, peer)) => accept(&shared, stream, peer),
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -58,57 +56,99 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Fu
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    shared.shutdown.cancel();
+    // Every connection holds a slot until it ends: all slots back means all connections are done.
+    let all = u32::try_from(shared.config.limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, shared.slots.acquire_many(all)).await;
 }
 
-fn serve_connection(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    graceful: &GracefulShutdown,
-) -> impl Future<Output = ()> + Send + 'static {
+fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    // At the cap, a new connection is closed at once rather than queued without bound.
+    let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+        tracing::warn!("connection cap reached; refusing a connection");
+        return;
+    };
     let _ = stream.set_nodelay(true);
+    let info = ConnInfo { peer, tunnel: None };
+    let conn = serve_io(shared.clone(), stream, info);
+    tokio::spawn(async move {
+        conn.await;
+        drop(slot);
+    });
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (with upgrades) on any byte stream: an accepted socket, or what a CONNECT
+/// tunnel carries once its TLS is terminated. Every request takes the same path, whichever it is.
+pub async fn serve_io<I>(shared: Arc<Shared>, io: I, info: ConnInfo)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let stop = shared.shutdown.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(answer(shared, req, peer).await) }
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(answer(shared, req, &info).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
-    let conn = graceful.watch(conn);
-    async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(DRAIN_TIMEOUT, conn.as_mut()).await {
+                Ok(ended) => ended,
+                Err(_) => return,
+            }
         }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// [`serve_io`] for a connection carried by a CONNECT tunnel. That connection is served from inside a
+/// request of another one; the boxed `Send` future gives the recursion a type the compiler can name.
+pub fn serve_tunnelled<I>(
+    shared: Arc<Shared>,
+    io: I,
+    info: ConnInfo,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(serve_io(shared, io, info))
 }
 
 /// Routes one request and turns any error into its answer: the single error edge.
 async fn answer(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    info: &ConnInfo,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
-    let route = classify(&req, &shared.public);
+    let route = classify(&req, &shared.public, info.tunnel.as_ref());
     let route_name = route.name();
     let method = req.method().clone();
     let format = error_format(&route, req.uri().path());
     let host = match &route {
-        Route::Proxied { target, .. } => target.host_str(),
+        Route::Proxied { target, .. } | Route::Forward { target } => target.host_str(),
         _ => String::new(),
     };
+    let tunnelled = info.tunnel.is_some();
     let result: Result<Response<ProxyBody>, ProxyError> = match route {
         Route::Console => crate::api::handle(&shared, req).await,
         Route::Proxied { session, target } => {
-            crate::proxy::handle(shared.clone(), req, session, target).await
+            crate::proxy::handle(shared.clone(), req, Mode::Session(session), target).await
         }
-        Route::Forward => Err(ProxyError::ForwardUnavailable),
+        Route::Connect => crate::forward::connect::open(shared.clone(), req, info.peer).await,
+        Route::Forward { target } => {
+            crate::forward::handle(shared.clone(), req, target, tunnelled).await
+        }
         Route::Unknown => Err(ProxyError::UnknownHost),
     };
     let response = result.unwrap_or_else(|e| respond(&e, format));

@@ -306,3 +306,58 @@ fn errors(run: &serde_json::Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// The forward proxy in a real browser: Chromium with `--proxy-server` and the proxy's CA trusted by its
+/// SPKI hash loads the HTTPS fixture page with the agent present, and the page's checks pass as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_page_through_the_forward_proxy_has_the_agent_and_works_as_directly() {
+    if !browser_ready() {
+        return;
+    }
+    let stack = support::start().await;
+    let (ca, _) =
+        cobrowse_proxy::forward::ca::CertificateAuthority::load_or_create(&stack.ca_dir).unwrap();
+    let args = [
+        stack.origin.addr.port().to_string(),
+        stack.proxy.port().to_string(),
+        ca.spki_sha256(),
+        "https://www.shop.test/".to_owned(),
+    ];
+    let result = node("check_forward.mjs", &args).await;
+    assert!(
+        result.get("error").is_none(),
+        "browser run failed: {}",
+        result["error"]
+    );
+    let (direct, forward) = (&result["direct"], &result["forward"]);
+    let direct_checks = direct["checks"].as_object().expect("direct checks");
+    assert!(direct_checks.len() >= 15, "{direct_checks:?}");
+    assert!(
+        direct_checks.values().all(|v| *v == true),
+        "{direct_checks:?}"
+    );
+    assert_eq!(
+        &forward["checks"], &direct["checks"],
+        "checks through the forward proxy differ from direct"
+    );
+    assert_eq!(forward["agent"]["mode"], "forward");
+    assert_eq!(forward["agent"]["origin"], "https://www.shop.test");
+    assert_eq!(forward["agentTags"], 1);
+    assert!(direct["agent"].is_null());
+    assert_eq!(forward["finalUrl"], "https://www.shop.test/");
+    let known = errors(direct);
+    let new_errors: Vec<String> = errors(forward)
+        .into_iter()
+        .filter(|e| !known.contains(e))
+        .collect();
+    assert!(
+        new_errors.is_empty(),
+        "new console errors through the forward proxy: {new_errors:?}\nfailed: {}",
+        forward["failedResponses"]
+    );
+    assert!(
+        stack.origin.request_count("www.shop.test") >= 1,
+        "the page came from the origin, through the proxy"
+    );
+    stack.stop().await;
+}

@@ -193,9 +193,10 @@ async fn unknown_sessions_and_hosts_are_refused() {
         stack.get("http://elsewhere.example/").await.status,
         StatusCode::MISDIRECTED_REQUEST
     );
-    // An absolute-form request line is a forward-proxy request, answered apart from proxy hosts.
-    let raw = raw_exchange(&stack, "GET http://elsewhere.example/ HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n").await;
-    assert!(raw.starts_with("HTTP/1.1 501"), "{raw}");
+    // An absolute-form request line is a forward-proxy request: a name that does not resolve is a 502.
+    let raw = raw_exchange(&stack, "GET http://elsewhere.invalid/ HTTP/1.1\r\nHost: elsewhere.invalid\r\nConnection: close\r\n\r\n").await;
+    assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+    assert!(raw.contains("could not resolve elsewhere.invalid"), "{raw}");
     stack.stop().await;
 }
 

@@ -14,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let target = TargetOrigin::from_url(&url).expect("fixed origin");
     let _ = link::rewrite(value, &map, &url);
     let _ = refresh::rewrite(value, &map, &url);
-    let _ = csp::rewrite(value, &map, &target, &url, &csp::AgentSources { nonce: "n".into() });
+    let _ = csp::rewrite(value, &map, &target, &url, &csp::AgentSources {
+            nonce: "n".into(),
+            origin: "http://localhost:8080".into(),
+        });
     let _ = cookie::rewrite_set_cookie(value, &target, &map);
 });

@@ -16,7 +16,10 @@ fn run(parts: &[&[u8]]) -> Vec<u8> {
         target: TargetOrigin::from_url(&url).expect("fixed origin"),
         url,
         agent_tag: "<script src=\"http://localhost:8080/a.js\"></script>".into(),
-        agent: AgentSources { nonce: "n".into() },
+        agent: AgentSources {
+            nonce: "n".into(),
+            origin: "http://localhost:8080".into(),
+        },
         encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("utf-8"),
         memory_limit: 1 << 20,
         inline_limit: 64 << 10,

@@ -53,6 +53,9 @@ pub struct CertificateAuthority {
     issuer: rcgen::Certificate,
     issuer_key: KeyPair,
     cert_pem: String,
+    /// The CA certificate as stored, sent after each leaf: clients that pin or allow-list the CA's key
+    /// (Chromium's `--ignore-certificate-errors-spki-list`) find it in the chain.
+    cert_der: CertificateDer<'static>,
     leaf_key: KeyPair,
     leaves: moka::sync::Cache<String, Arc<rustls::ServerConfig>>,
 }
@@ -68,10 +71,18 @@ impl CertificateAuthority {
         let issuer_key = KeyPair::from_pem(&key_pem)?;
         // rcgen signs with an issuer `Certificate`; rebuilt from the stored one (same name, same key).
         let issuer = CertificateParams::from_ca_cert_pem(&cert_pem)?.self_signed(&issuer_key)?;
+        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .next()
+            .ok_or(CaError::Cert(rcgen::Error::CouldNotParseCertificate))?
+            .map_err(|source| CaError::Io {
+                path: dir.join(CERT_FILE),
+                source,
+            })?;
         let ca = CertificateAuthority {
             issuer,
             issuer_key,
             cert_pem,
+            cert_der,
             leaf_key: KeyPair::generate()?,
             leaves: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -83,6 +94,15 @@ impl CertificateAuthority {
 
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// Base64 SHA-256 of the CA's SubjectPublicKeyInfo: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes, to trust the CA without touching a trust store.
+    pub fn spki_sha256(&self) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.issuer_key.public_key_der());
+        base64::engine::general_purpose::STANDARD.encode(digest)
     }
 
     /// A server configuration presenting a leaf for `host` (a DNS name or an IP literal), from cache.
@@ -100,7 +120,10 @@ impl CertificateAuthority {
         let leaf =
             self.leaf_params(host)?
                 .signed_by(&self.leaf_key, &self.issuer, &self.issuer_key)?;
-        let chain = vec![CertificateDer::from(leaf.der().to_vec())];
+        let chain = vec![
+            CertificateDer::from(leaf.der().to_vec()),
+            self.cert_der.clone(),
+        ];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
         Ok(crate::tls::server_config(chain, key)?)
     }

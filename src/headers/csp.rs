@@ -15,8 +15,12 @@ use crate::url_codec::{ProxyMap, TargetOrigin};
 /// What the agent needs from a page's policy.
 #[derive(Debug, Clone)]
 pub struct AgentSources {
-    /// Per-response nonce carried by the injected `<script>`.
+    /// Per-session (or per forward-proxied origin) nonce carried by the injected `<script>`.
     pub nonce: String,
+    /// Where the agent script and its relay connection live: the public origin for proxy hosts, the
+    /// page's own origin in the forward proxy (served under a reserved path, so https pages get no mixed
+    /// content).
+    pub origin: String,
 }
 
 const FETCH_LIKE: &[&str] = &[
@@ -54,7 +58,21 @@ pub fn rewrite(
 ) -> String {
     value
         .split(',')
-        .map(|policy| rewrite_policy(policy, map, page, base, agent))
+        .map(|policy| rewrite_policy(policy, Some(map), page, base, agent))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The forward proxy's version: the page keeps its own hosts, so only the agent is let in.
+pub fn allow_agent_only(
+    value: &str,
+    page: &TargetOrigin,
+    base: &Url,
+    agent: &AgentSources,
+) -> String {
+    value
+        .split(',')
+        .map(|policy| rewrite_policy(policy, None, page, base, agent))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -64,9 +82,10 @@ struct Directive {
     values: Vec<String>,
 }
 
+/// `map` is `None` in the forward proxy, where sources and report URIs already name the right hosts.
 fn rewrite_policy(
     policy: &str,
-    map: &ProxyMap,
+    map: Option<&ProxyMap>,
     page: &TargetOrigin,
     base: &Url,
     agent: &AgentSources,
@@ -75,6 +94,13 @@ fn rewrite_policy(
     for raw in policy.split(';') {
         let mut tokens = raw.split_ascii_whitespace();
         let Some(name) = tokens.next().map(str::to_ascii_lowercase) else {
+            continue;
+        };
+        let Some(map) = map else {
+            directives.push(Directive {
+                name,
+                values: tokens.map(str::to_owned).collect(),
+            });
             continue;
         };
         let values: Vec<String> = match name.as_str() {
@@ -94,7 +120,7 @@ fn rewrite_policy(
         };
         directives.push(Directive { name, values });
     }
-    allow_agent(&mut directives, map, agent);
+    allow_agent(&mut directives, agent);
     directives
         .iter()
         .map(|d| {
@@ -109,8 +135,8 @@ fn rewrite_policy(
 }
 
 /// Adds the agent script and the relay connection where the policy restricts them.
-fn allow_agent(directives: &mut Vec<Directive>, map: &ProxyMap, agent: &AgentSources) {
-    let public = map.public().origin();
+fn allow_agent(directives: &mut Vec<Directive>, agent: &AgentSources) {
+    let public = agent.origin.clone();
     let ws_public = public.replacen("http", "ws", 1);
     let script_like = ["script-src", "script-src-elem"];
     derive_from_default(directives, "script-src", &script_like);

@@ -20,6 +20,32 @@ pub fn rewrite(headers: &mut HeaderMap, map: &ProxyMap, websocket: bool) {
     cookie::strip_reserved(headers);
 }
 
+/// The forward proxy's version: the browser already speaks the target's own origins, so only the hop
+/// changes (and codings are limited, since HTML bodies are rewritten).
+pub fn rewrite_forward(headers: &mut HeaderMap, websocket: bool) {
+    remove_hop_by_hop(headers, websocket);
+    headers.remove(header::HOST);
+    limit_accept_encoding(headers);
+}
+
+/// Adds this proxy to `Via` (RFC 9110 §7.6.3) under its per-process name, which is how a request that
+/// loops back through us is recognised.
+pub fn add_via(headers: &mut HeaderMap, name: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!("1.1 {name}")) {
+        headers.append(header::VIA, v);
+    }
+}
+
+/// Whether the request already passed through the proxy called `name`.
+pub fn has_looped(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|hop| hop.split_ascii_whitespace().nth(1) == Some(name))
+}
+
 /// `Origin` names the page's proxy origin; the target must see its own. A request from anywhere else (the
 /// console, another session) is sent as an opaque origin rather than leaking the proxy's host names.
 fn map_origin(headers: &mut HeaderMap, map: &ProxyMap) {
@@ -124,6 +150,41 @@ mod tests {
             "null",
             "another session's origin is foreign"
         );
+    }
+
+    #[test]
+    fn forward_mode_keeps_the_sites_own_origin_referer_and_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert("origin", HeaderValue::from_static("https://www.shop.test"));
+        h.insert(
+            "referer",
+            HeaderValue::from_static("https://www.shop.test/a"),
+        );
+        h.insert("cookie", HeaderValue::from_static("sid=1"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        rewrite_forward(&mut h, false);
+        assert_eq!(h.get("origin").unwrap(), "https://www.shop.test");
+        assert_eq!(h.get("referer").unwrap(), "https://www.shop.test/a");
+        assert_eq!(h.get("cookie").unwrap(), "sid=1");
+        assert!(h.get("proxy-authorization").is_none());
+        assert!(h.get("proxy-connection").is_none());
+    }
+
+    #[test]
+    fn via_names_this_proxy_and_detects_a_loop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "via",
+            HeaderValue::from_static("1.0 fred, 1.1 p.example (Apache/1.1)"),
+        );
+        assert!(!has_looped(&h, "cobrowse-1234abcd"));
+        add_via(&mut h, "cobrowse-1234abcd");
+        assert!(has_looped(&h, "cobrowse-1234abcd"));
+        assert!(!has_looped(&h, "cobrowse-ffffffff"));
     }
 
     #[test]

@@ -73,10 +73,40 @@ pub fn rewrite(headers: &mut HeaderMap, ctx: &ResponseContext, body_changes: boo
     }
     rewrite_set_cookies(headers, ctx);
     if body_changes {
-        headers.remove(header::CONTENT_LENGTH);
-        headers.remove(header::CONTENT_ENCODING);
-        headers.remove("content-md5");
-        weaken_etag(headers);
+        drop_body_description(headers);
+    }
+}
+
+fn drop_body_description(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::CONTENT_ENCODING);
+    headers.remove("content-md5");
+    weaken_etag(headers);
+}
+
+/// The forward proxy's version: the target's hosts are the browser's hosts, so URLs and cookies stay as
+/// they are; the policy only lets the agent in, and a changed body loses what described the old one.
+/// Alt-Svc goes too: an alternative service (HTTP/3) would take the browser around the proxy.
+pub fn rewrite_forward(
+    headers: &mut HeaderMap,
+    page: &TargetOrigin,
+    url: &Url,
+    agent: &csp::AgentSources,
+    body_changes: bool,
+    upgrade: bool,
+) {
+    remove_hop_by_hop(headers, upgrade);
+    headers.remove("alt-svc");
+    for name in [
+        header::CONTENT_SECURITY_POLICY,
+        header::CONTENT_SECURITY_POLICY_REPORT_ONLY,
+    ] {
+        map_each(headers, &name, |v| {
+            Some(csp::allow_agent_only(v, page, url, agent))
+        });
+    }
+    if body_changes {
+        drop_body_description(headers);
     }
 }
 

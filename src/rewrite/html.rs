@@ -105,8 +105,11 @@ impl lol_html::OutputSink for Sink {
 
 impl HtmlTransform {
     pub fn new(ctx: HtmlContext) -> HtmlTransform {
+        HtmlTransform::with_settings(settings(ctx))
+    }
+
+    pub(super) fn with_settings(settings: Settings<'static, 'static>) -> HtmlTransform {
         let output = Arc::new(Mutex::new(Vec::with_capacity(16 << 10)));
-        let settings = settings(ctx);
         let rewriter = HtmlRewriter::new(settings, Sink(output.clone()));
         HtmlTransform {
             rewriter: Some(rewriter),
@@ -163,23 +166,49 @@ fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
         script_is_js: false,
         scripts: ctx.scripts,
     }));
-    let memory = MemorySettings::new()
-        .with_max_allowed_memory_usage(ctx.memory_limit)
-        .with_graceful_bail_out_on_memory_limit_exceeded(true);
-    let mut settings = Settings::new_send()
-        .with_encoding(ctx.encoding)
-        .with_memory_settings(memory)
-        .with_adjust_charset_on_meta_tag(true)
-        .with_strict(false)
-        .with_graceful_bail_out_on_content_handler_error(true);
+    let mut settings = base_settings(ctx.encoding, ctx.memory_limit);
     settings = add_injection(settings, &doc, agent_tag);
     settings = add_url_attributes(settings, &doc);
     settings = add_special_elements(settings, &doc);
     settings
 }
 
-/// The agent goes first: into `<head>`, or before the first element that is not `<html>`, or (a document
-/// with no elements at all) at the end.
+/// What every document rewrite starts from: its encoding, a memory cap, and bail-out to passthrough
+/// (the rest of the document unchanged) rather than a broken page.
+pub(super) fn base_settings(
+    encoding: AsciiCompatibleEncoding,
+    memory_limit: usize,
+) -> Settings<'static, 'static> {
+    let memory = MemorySettings::new()
+        .with_max_allowed_memory_usage(memory_limit)
+        .with_graceful_bail_out_on_memory_limit_exceeded(true);
+    Settings::new_send()
+        .with_encoding(encoding)
+        .with_memory_settings(memory)
+        .with_adjust_charset_on_meta_tag(true)
+        .with_strict(false)
+        .with_graceful_bail_out_on_content_handler_error(true)
+}
+
+/// The agent goes first: into `<head>`, or before the first element that is not `<html>`. Returns whether
+/// it was placed at `el` (a document with no elements at all gets it at the end instead).
+pub(super) fn place_agent(
+    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    tag: &str,
+) -> bool {
+    match el.tag_name().as_str() {
+        "html" => false,
+        "head" => {
+            el.prepend(tag, ContentType::Html);
+            true
+        }
+        _ => {
+            el.before(tag, ContentType::Html);
+            true
+        }
+    }
+}
+
 fn add_injection(
     settings: Settings<'static, 'static>,
     doc: &Shared,
@@ -191,19 +220,8 @@ fn add_injection(
         .append_element_content_handler(element!("*", move |el| {
             rewrite_event_handlers(el, &d1);
             let mut d = lock(&d1);
-            if d.injected {
-                return Ok(());
-            }
-            match el.tag_name().as_str() {
-                "html" => {}
-                "head" => {
-                    el.prepend(&t1, ContentType::Html);
-                    d.injected = true;
-                }
-                _ => {
-                    el.before(&t1, ContentType::Html);
-                    d.injected = true;
-                }
+            if !d.injected {
+                d.injected = place_agent(el, &t1);
             }
             Ok(())
         }))

@@ -7,6 +7,7 @@ pub mod css;
 mod decode;
 pub mod html;
 mod importmap;
+pub mod inject;
 pub mod js;
 pub mod script;
 pub mod srcset;
@@ -60,6 +61,17 @@ pub struct Plan {
 impl Plan {
     pub fn changes_body(&self) -> bool {
         self.kind != Kind::Pass
+    }
+
+    /// The forward proxy rewrites no URLs: only HTML changes (the agent goes in); the rest passes.
+    pub fn for_forward(self) -> Plan {
+        match self.kind {
+            Kind::Html(_) => self,
+            _ => Plan {
+                kind: Kind::Pass,
+                coding: Coding::Identity,
+            },
+        }
     }
 }
 

@@ -122,7 +122,11 @@ impl GuardedResolver {
         self.rules.iter().find(|r| r.matches(host))
     }
 
-    async fn lookup(self, host: String) -> Result<std::vec::IntoIter<SocketAddr>, ResolveError> {
+    /// The addresses `host` may be reached at (port 0 unless a `--resolve` rule names one).
+    pub async fn lookup(
+        self,
+        host: String,
+    ) -> Result<std::vec::IntoIter<SocketAddr>, ResolveError> {
         if let Some(rule) = self.rule_for(&host) {
             let addr = SocketAddr::new(rule.addr, rule.port.unwrap_or(0));
             return Ok(vec![addr].into_iter());

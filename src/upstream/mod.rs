@@ -7,6 +7,7 @@ pub mod guard;
 mod idle;
 
 use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -14,6 +15,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
 use crate::config::{Config, UpstreamTimeouts};
@@ -121,6 +123,67 @@ impl Upstream {
             }),
             Ok(Err(e)) => Err(classify(&host, &e)),
             Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Where a tunnel to `host:port` would go: through `--resolve` and the guard, as every request does.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, UpstreamError> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        self.check_ip_literal(host)?;
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            if self.resolver.rule_for(bare).is_none() {
+                return Ok(vec![SocketAddr::new(ip, port)]);
+            }
+        }
+        let found = self.resolver.clone().lookup(bare.to_owned()).await;
+        let addrs = found.map_err(|e| match e {
+            ResolveError::Refused(refused) => UpstreamError::Guard {
+                host: host.to_owned(),
+                refused,
+            },
+            ResolveError::Dns(detail) => UpstreamError::Dns {
+                host: host.to_owned(),
+                detail,
+            },
+        })?;
+        Ok(addrs
+            .map(|a| SocketAddr::new(a.ip(), if a.port() == 0 { port } else { a.port() }))
+            .collect())
+    }
+
+    /// A raw TCP connection for a blind tunnel, to the first of `addrs` (from [`resolve`](Self::resolve))
+    /// that answers.
+    pub async fn connect_addrs(
+        &self,
+        host: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<TcpStream, UpstreamError> {
+        let attempt = async {
+            let mut refused = false;
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => refused |= e.kind() == std::io::ErrorKind::ConnectionRefused,
+                }
+            }
+            Err(refused)
+        };
+        match tokio::time::timeout(self.timeouts.connect(), attempt).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+            Ok(Err(true)) => Err(UpstreamError::Refused {
+                host: host.to_owned(),
+            }),
+            Ok(Err(false)) => Err(UpstreamError::Failed {
+                host: host.to_owned(),
+                detail: "no address could be reached".into(),
+            }),
+            Err(_) => Err(UpstreamError::Timeout {
+                host: host.to_owned(),
+                phase: "connecting",
+            }),
         }
     }
 

@@ -2,6 +2,8 @@
 //! configured to reach it through `--resolve`, and a small client that speaks to proxy hosts.
 #![allow(dead_code)]
 
+pub mod forward;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use tokio::sync::oneshot;
 pub struct Stack {
     pub origin: FixtureOrigin,
     pub proxy: SocketAddr,
+    /// The proxy's local CA folder (a fresh temporary one per stack).
+    pub ca_dir: PathBuf,
     /// `http://localhost:<port>`
     pub public: String,
     stop: Option<oneshot::Sender<()>>,
@@ -81,10 +85,20 @@ pub async fn start_with(options: Options) -> Stack {
         std::fs::write(&path, &origin.ca_pem).unwrap();
         upstream_ca.push(path);
     }
+    let ca_dir = options.file.ca_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "cobrowse-test-local-ca-{}-{}",
+            std::process::id(),
+            proxy.port()
+        ))
+    });
+    // Made here rather than by the spawned server, so tests can read it as soon as `start` returns.
+    cobrowse_proxy::forward::ca::CertificateAuthority::load_or_create(&ca_dir).expect("local CA");
     let over = Overrides {
         listen: Some(proxy),
         resolve,
         upstream_ca,
+        ca_dir: Some(ca_dir.clone()),
         ..Overrides::default()
     };
     let config = Config::build(options.file, over).expect("valid test config");
@@ -101,6 +115,7 @@ pub async fn start_with(options: Options) -> Stack {
     Stack {
         origin,
         proxy,
+        ca_dir,
         public,
         stop: Some(stop),
         server: Some(server),
@@ -216,6 +231,11 @@ impl Stack {
             .expect("proxy answers")
     }
 
+    /// PEM of the proxy's local CA, which signs the leaves of intercepted hosts.
+    pub fn proxy_ca_pem(&self) -> String {
+        std::fs::read_to_string(self.ca_dir.join("ca.pem")).expect("the proxy created its CA")
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -223,5 +243,6 @@ impl Stack {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
         }
+        let _ = std::fs::remove_dir_all(&self.ca_dir);
     }
 }

@@ -7,6 +7,7 @@ fn run(policy: &str) -> String {
     let page = TargetOrigin::from_url(&page_url).unwrap();
     let agent = AgentSources {
         nonce: "N0NCE".into(),
+        origin: "http://localhost:8080".into(),
     };
     rewrite(policy, &map(), &page, &page_url, &agent)
 }

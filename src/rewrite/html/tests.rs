@@ -15,7 +15,10 @@ fn transform(encoding: &'static encoding_rs::Encoding) -> HtmlTransform {
         target: TargetOrigin::from_url(&url).unwrap(),
         url,
         agent_tag: TAG.into(),
-        agent: csp::AgentSources { nonce: "N".into() },
+        agent: csp::AgentSources {
+            nonce: "N".into(),
+            origin: "http://localhost:8080".into(),
+        },
         encoding: AsciiCompatibleEncoding::new(encoding).unwrap(),
         memory_limit: 16 << 20,
         inline_limit: 1 << 20,
