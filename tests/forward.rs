@@ -401,3 +401,40 @@ async fn curl_through_the_forward_proxy_on_http1_and_http2() {
     }
     stack.stop().await;
 }
+
+/// A browser keeps an intercepted connection open between requests: idle time must not close it.
+#[tokio::test]
+async fn an_intercepted_keep_alive_connection_survives_idle_time() {
+    let stack = start().await;
+    let (_, tunnel) = connect(stack.proxy, "cdn.shop.test:443", None).await;
+    let tls = fwd::tls(
+        tunnel,
+        "cdn.shop.test",
+        &stack.proxy_ca_pem(),
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for round in 0..2 {
+        let req = Request::get("/img/a.png")
+            .header("host", "cdn.shop.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender
+            .send_request(req)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(response.status(), StatusCode::OK);
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        // Longer than the tunnel sniff wait (2 s), which must not apply once the tunnel is served.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    stack.stop().await;
+}
