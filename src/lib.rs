@@ -4,7 +4,8 @@
 //! server::serve ──► router::classify ──► api::handle            (public origin: console, API, agent.js)
 //!                                   └──► proxy::handle          (per-origin proxy hosts)
 //!                                          1 headers::request   map Origin/Referer/cookies back
-//!                                          2 upstream::send     pooled h1/h2 client, private-address guard
+//!                                          2 cache::fetch       public asset cache (RFC 9111), else
+//!                                            upstream::send     pooled h1/h2 client, private-address guard
 //!                                          3 headers::response  Location, Set-Cookie, CSP, CORS, …
 //!                                          4 rewrite            html (lol_html) | css (cssparser) | pass
 //!          Err(ProxyError) anywhere ──► error::respond          (the single error edge)
@@ -16,6 +17,7 @@ pub mod access_log;
 pub mod agent;
 pub mod api;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod fixture;
@@ -48,6 +50,8 @@ pub struct Shared {
     pub upstream: upstream::Upstream,
     pub agent: agent::Agent,
     pub metrics: metrics::Metrics,
+    /// Public assets from memory (`docs/cache.md`); it stores upstream responses, never rewritten ones.
+    pub cache: cache::Cache,
     /// Rewritten scripts by content hash, so each distinct script is parsed once.
     pub scripts: Arc<rewrite::script::ScriptCache>,
     /// Per-process secret for values that must be unguessable but stable within a session (CSP nonces).
@@ -56,13 +60,29 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Result<Arc<Shared>, upstream::UpstreamError> {
+        Shared::with_clock(config, Arc::new(cache::SystemClock))
+    }
+
+    /// Like [`Shared::new`], with the clock the cache decides freshness and its 24-hour cap by (tests).
+    pub fn with_clock(
+        config: Config,
+        clock: Arc<dyn cache::Clock>,
+    ) -> Result<Arc<Shared>, upstream::UpstreamError> {
         let upstream = upstream::Upstream::new(&config)?;
+        let metrics = metrics::Metrics::new();
+        let cache = cache::Cache::new(
+            &config.cache,
+            config.upstream.headers(),
+            clock,
+            metrics.cache.clone(),
+        );
         Ok(Arc::new(Shared {
             public: Arc::new(config.public.clone()),
             sessions: session::Sessions::new(config.session_ttl),
             upstream,
             agent: agent::Agent::new(),
-            metrics: metrics::Metrics::new(),
+            metrics,
+            cache,
             scripts: Arc::new(rewrite::script::ScriptCache::new(
                 config.limits.script_cache,
             )),
@@ -89,7 +109,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), upstream::UpstreamError> {
-    let shared = Shared::new(config)?;
+    run_with_clock(config, Arc::new(cache::SystemClock), listener, shutdown).await
+}
+
+/// [`run`] with the cache's clock injected, so tests can move time past the 24-hour cap.
+pub async fn run_with_clock(
+    config: Config,
+    clock: Arc<dyn cache::Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), upstream::UpstreamError> {
+    let shared = Shared::with_clock(config, clock)?;
     server::serve(shared, listener, shutdown).await;
     Ok(())
 }

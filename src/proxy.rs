@@ -2,7 +2,8 @@
 //!
 //! 1. the session must be live;
 //! 2. request headers are mapped back to the target (`headers::request`);
-//! 3. the request goes upstream (`upstream`, private-address guard inside);
+//! 3. the request goes upstream (`upstream`, private-address guard inside), unless the public asset
+//!    cache answers it (`cache`, which stores upstream responses, never rewritten ones);
 //! 4. response headers are mapped into proxy hosts (`headers::response`);
 //! 5. the body is planned (`rewrite::plan`) and streamed: rewritten (HTML, CSS) or passed through;
 //! 6. WebSocket upgrades are joined end to end.
@@ -23,7 +24,7 @@ use crate::body::{boxed, ProxyBody};
 use crate::error::ProxyError;
 use crate::headers::{self, csp::AgentSources, response::ResponseContext};
 use crate::rewrite::{self, css::CssRewriter, html, Kind, Plan, Transform, TransformStream};
-use crate::upstream::{IdleTimeoutBody, UpstreamError};
+use crate::upstream::UpstreamError;
 use crate::url_codec::{ProxyMap, SessionId, TargetOrigin};
 use crate::Shared;
 
@@ -52,7 +53,7 @@ pub async fn handle(
     let dest = rewrite::Destination::from_request(req.headers());
 
     let upstream_req = upstream_request(req, &url, &map, websocket)?;
-    let mut response = shared.upstream.send(upstream_req, websocket).await?;
+    let (mut response, cache_status) = shared.cache.fetch(upstream_req, &shared, websocket).await?;
 
     let plan = rewrite::plan(&method, response.status(), response.headers(), dest);
     let agent = AgentSources {
@@ -70,6 +71,7 @@ pub async fn handle(
     }
     let (mut parts, body) = response.into_parts();
     headers::response::rewrite(&mut parts.headers, &ctx, plan.changes_body(), upgraded);
+    cache_status.append_to(&mut parts.headers);
     let body = response_body(&shared, body, plan, &map, &url, &target, agent).await?;
     Ok(Response::from_parts(parts, body))
 }
@@ -124,17 +126,15 @@ fn join_upgrades(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::On
 /// a body that fails at once (a compression bomb, a reset) becomes an error page rather than a broken page.
 async fn response_body(
     shared: &Shared,
-    body: Incoming,
+    body: ProxyBody,
     plan: Plan,
     map: &ProxyMap,
     url: &Url,
     target: &TargetOrigin,
     agent: AgentSources,
 ) -> Result<ProxyBody, ProxyError> {
-    let idle = shared.upstream.timeouts().body_idle();
-    let body = IdleTimeoutBody::new(body, idle);
     let transform: Box<dyn Transform> = match plan.kind {
-        Kind::Pass => return Ok(boxed(body)),
+        Kind::Pass => return Ok(body),
         Kind::Html(encoding) => Box::new(html::HtmlTransform::new(html::HtmlContext {
             map: map.clone(),
             url: url.clone(),
