@@ -752,3 +752,37 @@ async fn metrics_count_hits_misses_and_bytes() {
     assert_eq!(c.metric("cobrowse_cache_evictions_total").await, 0.0);
     c.stack.stop().await;
 }
+
+/// An HTTP date `secs` from now.
+fn http_date_in(secs: u64) -> String {
+    let t = time::OffsetDateTime::now_utc() + Duration::from_secs(secs);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap()
+}
+
+#[tokio::test]
+async fn expires_gives_freshness_and_max_age_overrides_it() {
+    let c = Cached::start().await;
+    let expires = format!("Expires:{}", http_date_in(3600));
+    let url = resource("expires", &[("h", &expires)]);
+    let first = c.get(&url).await;
+    let ttl: i64 = status(&first)
+        .rsplit("ttl=")
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{}", status(&first)));
+    assert!((3500..=3600).contains(&ttl), "{}", status(&first));
+    c.advance(1800);
+    assert_hit(&c.get(&url).await);
+    c.advance(1900);
+    assert_not_hit(&c.get(&url).await);
+
+    let overridden = resource("expires-max-age", &[("h", &expires), ("cc", "max-age=5")]);
+    c.get(&overridden).await;
+    c.advance(10);
+    assert_not_hit(&c.get(&overridden).await);
+    assert_eq!(c.origin_saw("expires"), 2);
+    c.stack.stop().await;
+}
