@@ -786,3 +786,37 @@ async fn expires_gives_freshness_and_max_age_overrides_it() {
     assert_eq!(c.origin_saw("expires"), 2);
     c.stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_first_client_streams_while_the_body_is_stored() {
+    use http_body_util::BodyExt;
+    let c = Cached::start().await;
+    let url = resource(
+        "tee",
+        &[("cc", "max-age=600"), ("pad", "1000"), ("hold", "1")],
+    );
+    let proxied = c.stack.proxied(&c.session, &url);
+    let response = c.stack.send(Method::GET, &proxied, &[], "").await;
+    let mut body = response.into_body();
+    // The origin holds the rest of its body until released (or 10 s): the first bytes must arrive first.
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the first bytes arrive before the origin's body ends")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(first, "body n=1");
+    c.get(&format!("{CDN}/_fx/cache-release?key=tee")).await;
+    let rest = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest.len(), 1000);
+    let hit = c.get(&url).await;
+    assert_hit(&hit);
+    assert_eq!(hit.body.len(), "body n=1".len() + 1000);
+    assert_eq!(c.origin_saw("tee"), 1);
+    c.stack.stop().await;
+}
