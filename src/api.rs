@@ -1,4 +1,4 @@
-//! The public origin: session API, console page, agent script, health and metrics.
+//! The public origin: session API, cache purge, console page, agent script, health and metrics.
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -33,6 +33,7 @@ pub async fn handle(
             shared.metrics.render(),
         ),
         (Method::POST, "/api/sessions") => create_session(shared, req).await?,
+        (Method::POST, "/api/cache/purge") => purge_cache(shared, req).await?,
         (Method::GET, "/go") => go(shared, &req)?,
         (Method::GET, crate::agent::PATH) => return Ok(shared.agent.serve(req.headers())),
         (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CONSOLE_HTML),
@@ -40,7 +41,7 @@ pub async fn handle(
             text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)
         }
         (Method::GET, p) if p.starts_with("/agent/") => agent_view(shared, p)?,
-        (_, "/api/sessions" | "/healthz" | "/metrics" | "/go") => {
+        (_, "/api/sessions" | "/api/cache/purge" | "/healthz" | "/metrics" | "/go") => {
             return Err(ProxyError::MethodNotAllowed)
         }
         _ => return Err(ProxyError::NotFound),
@@ -79,6 +80,61 @@ async fn create_session(
         "application/json",
         json.to_string(),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purge {
+    url: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /api/cache/purge` with `{"url": "https://…"}` (every variant of that URL) or `{"all": true}`.
+/// The API token is required when one is configured (it must be, off loopback). Only JSON is accepted,
+/// so a page cannot send it as a CORS-simple request.
+async fn purge_cache(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    authorize(shared, req.headers(), None)?;
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return Err(ProxyError::BadRequest(
+            "expected Content-Type: application/json".into(),
+        ));
+    }
+    let body: Purge = read_json(shared, req, "{\"url\": \"…\"} or {\"all\": true}").await?;
+    let purged = match (body.url, body.all) {
+        (None, true) => shared.cache.purge_all(),
+        (Some(url), false) => {
+            let url = Url::parse(url.trim())
+                .map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
+            u64::from(shared.cache.purge(url.as_str()))
+        }
+        _ => return Err(ProxyError::BadRequest("give either url or all".into())),
+    };
+    let json = serde_json::json!({ "purged": purged });
+    Ok(text(StatusCode::OK, "application/json", json.to_string()))
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    req: Request<Incoming>,
+    shape: &str,
+) -> Result<T, ProxyError> {
+    let limit = shared.config.limits.max_api_body;
+    let bytes = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|_| ProxyError::PayloadTooLarge)?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ProxyError::BadRequest(format!("expected JSON {shape}: {e}")))
 }
 
 fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {

@@ -45,6 +45,7 @@ pub struct FileConfig {
     pub session_ttl_secs: Option<u64>,
     pub ca_dir: Option<PathBuf>,
     pub no_intercept: Vec<String>,
+    pub cache: CacheConfig,
 }
 
 impl FileConfig {
@@ -135,6 +136,41 @@ impl UpstreamTimeouts {
     }
 }
 
+/// The public asset cache (`docs/cache.md`), the `[cache]` table in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Whether responses are cached at all. Default true.
+    pub enabled: bool,
+    /// Most bytes held (bodies, headers and a small per-entry overhead). Default 256 MiB.
+    pub max_bytes: u64,
+    /// Largest body stored; larger ones stream through uncached. Default 16 MiB.
+    pub max_object_bytes: u64,
+    /// Longest an entry is served after it was stored, whatever its headers say. Default 86400 (24 h),
+    /// which is also the most it can be set to.
+    pub max_age_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> CacheConfig {
+        CacheConfig {
+            enabled: true,
+            max_bytes: 256 << 20,
+            max_object_bytes: 16 << 20,
+            max_age_secs: CacheConfig::MAX_AGE_CAP,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The absolute cap: no entry is served more than 24 hours after it was stored.
+    pub const MAX_AGE_CAP: u64 = 24 * 3600;
+
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.max_age_secs.min(CacheConfig::MAX_AGE_CAP))
+    }
+}
+
 /// A `--resolve` rule: upstream connections to matching hosts go to `addr` (and `port`, when given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveRule {
@@ -219,6 +255,7 @@ pub struct Config {
     pub ca_dir: PathBuf,
     /// Hosts the forward proxy never intercepts: CONNECT to them is tunnelled blind (pinned apps).
     pub no_intercept: Vec<HostPattern>,
+    pub cache: CacheConfig,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -285,6 +322,7 @@ impl Config {
                 .or(file.ca_dir)
                 .unwrap_or_else(|| PathBuf::from("certs")),
             no_intercept,
+            cache: file.cache,
         })
     }
 
@@ -365,6 +403,22 @@ mod tests {
             Config::build(FileConfig::default(), over),
             Err(ConfigError::TokenRequired(_))
         ));
+    }
+
+    #[test]
+    fn cache_defaults_and_the_absolute_cap() {
+        let c = Config::for_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(c.cache.enabled);
+        assert_eq!(c.cache.max_bytes, 256 << 20);
+        assert_eq!(c.cache.max_age(), Duration::from_secs(86_400));
+        let file: FileConfig =
+            toml::from_str("[cache]\nmax_age_secs = 999999\nmax_bytes = 1024").unwrap();
+        assert_eq!(file.cache.max_bytes, 1024);
+        assert_eq!(
+            file.cache.max_age(),
+            Duration::from_secs(86_400),
+            "never past 24 h"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!                                   ├──► forward::handle        (absolute-form and tunnelled requests)
 //!                                   └──► proxy::handle          (per-origin proxy hosts; forward mode too)
 //!                                          1 headers::request   map Origin/Referer/cookies back
-//!                                          2 upstream::send     pooled h1/h2 client, private-address guard
+//!                                          2 cache::fetch       public asset cache (RFC 9111), else
+//!                                            upstream::send     pooled h1/h2 client, private-address guard
 //!                                          3 headers::response  Location, Set-Cookie, CSP, CORS, …
 //!                                          4 rewrite            html (lol_html) | css (cssparser) | pass
 //!          Err(ProxyError) anywhere ──► error::respond          (the single error edge)
@@ -18,6 +19,7 @@ pub mod access_log;
 pub mod agent;
 pub mod api;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod fixture;
@@ -53,6 +55,8 @@ pub struct Shared {
     pub upstream: upstream::Upstream,
     pub agent: agent::Agent,
     pub metrics: metrics::Metrics,
+    /// Public assets from memory (`docs/cache.md`); it stores upstream responses, never rewritten ones.
+    pub cache: cache::Cache,
     /// Rewritten scripts by content hash, so each distinct script is parsed once.
     pub scripts: Arc<rewrite::script::ScriptCache>,
     /// The local CA that signs a leaf per intercepted host.
@@ -78,16 +82,32 @@ pub enum StartError {
 
 impl Shared {
     pub fn new(config: Config) -> Result<Arc<Shared>, StartError> {
+        Shared::with_clock(config, Arc::new(cache::SystemClock))
+    }
+
+    /// Like [`Shared::new`], with the clock the cache decides freshness and its 24-hour cap by (tests).
+    pub fn with_clock(
+        config: Config,
+        clock: Arc<dyn cache::Clock>,
+    ) -> Result<Arc<Shared>, StartError> {
         let upstream = upstream::Upstream::new(&config)?;
         // Created on first start, so `ca path` and browsers have it at once.
         let (ca, _) = forward::ca::CertificateAuthority::load_or_create(&config.ca_dir)?;
         let via_id: u32 = rand::random();
+        let metrics = metrics::Metrics::new();
+        let cache = cache::Cache::new(
+            &config.cache,
+            config.upstream.headers(),
+            clock,
+            metrics.cache.clone(),
+        );
         Ok(Arc::new(Shared {
             public: Arc::new(config.public.clone()),
             sessions: session::Sessions::new(config.session_ttl),
             upstream,
             agent: agent::Agent::new(),
-            metrics: metrics::Metrics::new(),
+            metrics,
+            cache,
             scripts: Arc::new(rewrite::script::ScriptCache::new(
                 config.limits.script_cache,
             )),
@@ -128,7 +148,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let shared = Shared::new(config)?;
+    run_with_clock(config, Arc::new(cache::SystemClock), listener, shutdown).await
+}
+
+/// [`run`] with the cache's clock injected, so tests can move time past the 24-hour cap.
+pub async fn run_with_clock(
+    config: Config,
+    clock: Arc<dyn cache::Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let shared = Shared::with_clock(config, clock)?;
     server::serve(shared, listener, shutdown).await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -15,6 +16,44 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub rewritten_bodies: Counter,
+    pub cache: CacheMetrics,
+}
+
+/// The public asset cache's counters (`cobrowse_cache_*`).
+#[derive(Clone, Debug, Default)]
+pub struct CacheMetrics {
+    /// Responses served from a stored entry without waiting for the origin.
+    pub hits: Counter,
+    /// Cacheable requests that had to go to the origin (no entry, another variant, or stale).
+    pub misses: Counter,
+    /// Bytes held (bodies, headers and a per-entry overhead), as the byte bound weighs them.
+    pub stored_bytes: Gauge,
+    /// Entries dropped to stay within the byte bound.
+    pub evictions: Counter,
+}
+
+impl CacheMetrics {
+    fn register(registry: &mut Registry) -> CacheMetrics {
+        let m = CacheMetrics::default();
+        let cache = registry.sub_registry_with_prefix("cache");
+        cache.register("hits", "Responses served from the cache", m.hits.clone());
+        cache.register(
+            "misses",
+            "Cacheable requests sent to the origin",
+            m.misses.clone(),
+        );
+        cache.register(
+            "stored_bytes",
+            "Bytes held by the cache",
+            m.stored_bytes.clone(),
+        );
+        cache.register(
+            "evictions",
+            "Entries evicted by the byte bound",
+            m.evictions.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
@@ -32,10 +71,12 @@ impl Metrics {
             "Response bodies streamed through a rewriter",
             rewritten_bodies.clone(),
         );
+        let cache = CacheMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
             rewritten_bodies,
+            cache,
         }
     }
 

@@ -3,7 +3,8 @@
 //! 1. the session must be live (for a proxy host; the forward proxy has none), and the request must not
 //!    have looped back through us;
 //! 2. request headers are mapped back to the target (`headers::request`);
-//! 3. the request goes upstream (`upstream`, private-address guard inside);
+//! 3. the request goes upstream (`upstream`, private-address guard inside), unless the public asset
+//!    cache answers it (`cache`, which stores upstream responses, never rewritten ones);
 //! 4. response headers are mapped into proxy hosts (`headers::response`);
 //! 5. the body is planned (`rewrite::plan`) and streamed: rewritten (HTML, CSS) or passed through;
 //! 6. WebSocket upgrades are joined end to end.
@@ -24,7 +25,7 @@ use crate::body::{boxed, ProxyBody};
 use crate::error::ProxyError;
 use crate::headers::{self, csp::AgentSources, response::ResponseContext};
 use crate::rewrite::{self, css::CssRewriter, html, Kind, Plan, Transform, TransformStream};
-use crate::upstream::{IdleTimeoutBody, UpstreamError};
+use crate::upstream::UpstreamError;
 use crate::url_codec::{ProxyMap, SessionId, TargetOrigin};
 use crate::Shared;
 
@@ -71,7 +72,7 @@ pub async fn handle(
     let dest = rewrite::Destination::from_request(req.headers());
 
     let upstream_req = upstream_request(req, &url, map.as_ref(), websocket, &shared.via)?;
-    let mut response = shared.upstream.send(upstream_req, websocket).await?;
+    let (mut response, cache_status) = shared.cache.fetch(upstream_req, &shared, websocket).await?;
 
     let mut plan = rewrite::plan(&method, response.status(), response.headers(), dest);
     if map.is_none() {
@@ -103,6 +104,7 @@ pub async fn handle(
             upgraded,
         ),
     }
+    cache_status.append_to(&mut parts.headers);
     let exchange = Exchange {
         map: map.as_ref(),
         url: &url,
@@ -191,15 +193,13 @@ fn join_upgrades(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::On
 /// a body that fails at once (a compression bomb, a reset) becomes an error page rather than a broken page.
 async fn response_body(
     shared: &Shared,
-    body: Incoming,
+    body: ProxyBody,
     plan: Plan,
     exchange: Exchange<'_>,
 ) -> Result<ProxyBody, ProxyError> {
-    let idle = shared.upstream.timeouts().body_idle();
-    let body = IdleTimeoutBody::new(body, idle);
     let host = exchange.target.host_str();
     let Some(transform) = transform_for(shared, plan.kind, exchange) else {
-        return Ok(boxed(body));
+        return Ok(body);
     };
     shared.metrics.rewritten_bodies.inc();
     let data = BodyDataStream::new(body).map_err(io::Error::other);

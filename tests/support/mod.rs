@@ -34,6 +34,8 @@ pub struct Options {
     pub trust_origin_ca: bool,
     pub extra_resolve: Vec<String>,
     pub file: FileConfig,
+    /// The cache's clock; the real one when `None`.
+    pub clock: Option<std::sync::Arc<dyn cobrowse_proxy::cache::Clock>>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             trust_origin_ca: true,
             extra_resolve: Vec::new(),
             file: FileConfig::default(),
+            clock: None,
         }
     }
 }
@@ -104,8 +107,11 @@ pub async fn start_with(options: Options) -> Stack {
     let config = Config::build(options.file, over).expect("valid test config");
     let public = config.public.origin();
     let (stop, stopped) = oneshot::channel::<()>();
+    let clock = options
+        .clock
+        .unwrap_or_else(|| std::sync::Arc::new(cobrowse_proxy::cache::SystemClock));
     let server = tokio::spawn(async move {
-        cobrowse_proxy::run(config, listener, async {
+        cobrowse_proxy::run_with_clock(config, clock, listener, async {
             let _ = stopped.await;
         })
         .await
