@@ -23,7 +23,8 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio_rustls::client::TlsStream;
 
-const ASSET: &str = "/img/a.png";
+/// A public, cacheable 4 KiB image: through the proxy it is a cache hit after the first request.
+const ASSET: &str = "/_fx/cache?key=bench-asset&cc=public,max-age=3600&type=image/png&pad=4096";
 
 struct Bench {
     origin: FixtureOrigin,

@@ -438,3 +438,45 @@ async fn an_intercepted_keep_alive_connection_survives_idle_time() {
     }
     stack.stop().await;
 }
+
+/// Public assets through the forward proxy come from the same cache as proxy hosts: the second request,
+/// on a new intercepted connection and over plain absolute-form alike, never reaches the origin.
+#[tokio::test]
+async fn public_assets_are_served_from_the_cache() {
+    let stack = start().await;
+    let path = "/_fx/cache?key=forward-asset&cc=public,max-age=600&type=image/png";
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let (_, tunnel) = connect(stack.proxy, "cdn.shop.test:443", None).await;
+        let tls = fwd::tls(tunnel, "cdn.shop.test", &stack.proxy_ca_pem(), &[b"h2"])
+            .await
+            .unwrap();
+        let req = Request::get(format!("https://cdn.shop.test{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = fwd::http2(tls, req).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        statuses.push(reply.header("cache-status").unwrap_or_default());
+    }
+    assert!(!statuses[0].contains("hit"), "{statuses:?}");
+    assert!(statuses[1].contains("hit"), "{statuses:?}");
+    assert_eq!(
+        stack
+            .origin
+            .count_matching("/_fx/cache", "key=forward-asset"),
+        1
+    );
+
+    let plain = format!("http://cdn.shop.test{path}").replace("forward-asset", "forward-plain");
+    for _ in 0..2 {
+        let io = tokio::net::TcpStream::connect(stack.proxy).await.unwrap();
+        assert_eq!(fwd::http1(io, get(&plain)).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        stack
+            .origin
+            .count_matching("/_fx/cache", "key=forward-plain"),
+        1
+    );
+    stack.stop().await;
+}
