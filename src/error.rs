@@ -38,6 +38,8 @@ pub enum ProxyError {
     ForwardUnavailable,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +65,7 @@ impl ProxyError {
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::ForwardUnavailable => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Upstream(e) => e.status(),
+            ProxyError::Relay(e) => e.status(),
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! server::serve ──► router::classify ──► api::handle            (public origin: console, API, agent.js)
+//!                                   │       └► relay              (co-browsing rooms, WebSocket)
 //!                                   └──► proxy::handle          (per-origin proxy hosts)
 //!                                          1 headers::request   map Origin/Referer/cookies back
 //!                                          2 upstream::send     pooled h1/h2 client, private-address guard
@@ -23,6 +24,7 @@ pub mod forward;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod relay;
 pub mod rewrite;
 pub mod router;
 pub mod server;
@@ -45,6 +47,8 @@ pub struct Shared {
     pub config: Config,
     pub public: Arc<PublicOrigin>,
     pub sessions: session::Sessions,
+    /// The co-browsing relay (WebSocket rooms per session) on the public origin.
+    pub relay: relay::Relay,
     pub upstream: upstream::Upstream,
     pub agent: agent::Agent,
     pub metrics: metrics::Metrics,
@@ -57,9 +61,13 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Result<Arc<Shared>, upstream::UpstreamError> {
         let upstream = upstream::Upstream::new(&config)?;
+        let public = Arc::new(config.public.clone());
+        let sessions = session::Sessions::new(config.session_ttl);
+        let relay = relay::Relay::new(config.relay.clone(), sessions.clone(), public.clone());
         Ok(Arc::new(Shared {
-            public: Arc::new(config.public.clone()),
-            sessions: session::Sessions::new(config.session_ttl),
+            public,
+            sessions,
+            relay,
             upstream,
             agent: agent::Agent::new(),
             metrics: metrics::Metrics::new(),
