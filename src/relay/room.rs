@@ -263,13 +263,7 @@ impl Room {
         }
     }
 
-    fn on_agent(
-        &mut self,
-        conn: ConnId,
-        msg: FromAgent,
-        text: &Utf8Bytes,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_agent(&mut self, conn: ConnId, msg: FromAgent, text: &Utf8Bytes, out: &mut Vec<Action>) {
         if !self.agents.contains_key(&conn) {
             return;
         }
