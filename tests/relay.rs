@@ -457,6 +457,7 @@ async fn a_slow_agent_never_slows_the_visitor_and_is_resynchronised() {
     };
     assert_eq!(snap["n"], "fresh");
     let old = skipped.iter().filter(|m| m["t"] == "mut").count();
+    eprintln!("slow agent: {old} of 3000 changes reached it before its fresh snapshot");
     assert!(
         old < 3000,
         "a lagging agent's backlog is dropped ({old} delivered)"
@@ -514,5 +515,26 @@ async fn a_new_page_replaces_the_old_one_and_keeps_consent() {
     let hello = next_json(&mut second).await;
     assert_eq!(hello["presence"]["consent"], "granted");
     assert_eq!(close_code(&mut first).await, 4009);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_closes_its_room() {
+    let options = support::Options {
+        file: FileConfig {
+            session_ttl_secs: Some(1),
+            ..FileConfig::default()
+        },
+        ..support::Options::default()
+    };
+    let stack = support::start_with(options).await;
+    let s = new_session(&stack).await;
+    let mut visitor = open(&stack, &s.visitor, None).await.unwrap();
+    next_json(&mut visitor).await;
+    let mut agent = open(&stack, &s.agent, None).await.unwrap();
+    next_json(&mut agent).await;
+    // Nobody removes it: the relay's sweep finds the session gone once its time is up.
+    assert_eq!(close_code(&mut visitor).await, 4011);
+    assert_eq!(close_code(&mut agent).await, 4011);
     stack.stop().await;
 }

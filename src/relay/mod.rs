@@ -226,6 +226,8 @@ impl Relay {
         lock(&entry).outboxes.remove(&conn);
         outbox.close(close::NORMAL, "bye");
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        // Who and when only: never a session id, a credential or anything relayed.
+        tracing::debug!(role = role.as_str(), "relay connection ended");
     }
 
     fn room(&self, session: &SessionId) -> Arc<Mutex<Entry>> {

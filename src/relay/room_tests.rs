@@ -312,3 +312,87 @@ fn idle_rooms_can_go_once_the_grace_is_over() {
     p.at(CONSENT_GRACE + Duration::from_secs(1));
     assert!(p.room.is_idle(p.now));
 }
+
+/// Property, over many random sequences of joins, leaves, messages, lags and ticks: page content reaches
+/// an agent only while consent is granted, only agents receive it, and the room never panics.
+#[test]
+fn page_content_never_reaches_an_agent_without_consent() {
+    use rand::{Rng, SeedableRng};
+    const MESSAGES: &[&str] = &[
+        r#"{"t":"consent","granted":true}"#,
+        r#"{"t":"consent","granted":false}"#,
+        r#"{"t":"control","granted":true}"#,
+        r#"{"t":"snap","doc":"PAGE"}"#,
+        r#"{"t":"mut","x":"PAGE"}"#,
+        r#"{"t":"click","id":1}"#,
+        r#"{"t":"ptr","x":1}"#,
+        r#"{"t":"end"}"#,
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..2000 {
+        let mut room = Room::new(3, Arc::from(Vec::<String>::new()));
+        let mut now = Instant::now();
+        let mut agents = std::collections::BTreeSet::new();
+        for _ in 0..rng.gen_range(1..40) {
+            let conn: ConnId = rng.gen_range(1..5);
+            now += Duration::from_millis(rng.gen_range(0..2000));
+            let raw = MESSAGES[rng.gen_range(0..MESSAGES.len())];
+            let text = Utf8Bytes::from(raw);
+            let consented = room.presence().consent == Consent::Granted;
+            let event = match rng.gen_range(0..8) {
+                0 => Event::Join {
+                    conn,
+                    role: Role::Visitor,
+                    now,
+                },
+                1 => {
+                    agents.insert(conn);
+                    Event::Join {
+                        conn,
+                        role: Role::Agent,
+                        now,
+                    }
+                }
+                2 => Event::Leave { conn, now },
+                3 | 4 => match message::parse_visitor(raw) {
+                    Ok(msg) => Event::Visitor {
+                        conn,
+                        msg,
+                        text: &text,
+                        now,
+                    },
+                    Err(_) => continue,
+                },
+                5 => match message::parse_agent(raw) {
+                    Ok(msg) => Event::Agent {
+                        conn,
+                        msg,
+                        text: &text,
+                        now,
+                    },
+                    Err(_) => continue,
+                },
+                6 => Event::Lagged { conn, now },
+                _ => Event::Tick { now },
+            };
+            let content = matches!(
+                &event,
+                Event::Visitor {
+                    msg: FromVisitor::Snapshot | FromVisitor::Delta,
+                    ..
+                }
+            );
+            for action in room.handle(event) {
+                if let Action::Send { to, text } = action {
+                    if text.contains("PAGE") {
+                        assert!(
+                            content && consented,
+                            "page content forwarded without consent"
+                        );
+                        assert!(agents.contains(&to), "page content sent to a non-agent");
+                    }
+                }
+            }
+        }
+    }
+}
