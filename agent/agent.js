@@ -215,8 +215,25 @@
   var path = '';
   var upstream = null; // function(messageObject): to the relay (top) or the parent frame (child)
 
+  var maxMessage = 8 << 20;
+  var encoder = new TextEncoder();
+
+  /** Sends while sharing. Nothing above the relay's limit goes out (it would cost the connection): a
+   * change that big is replaced by a new snapshot, and a snapshot that big by a notice. */
   function send(msg) {
-    if (sharing && upstream) upstream(msg);
+    if (!sharing || !upstream) return;
+    var text = stringify(msg);
+    if (text.length * 3 > maxMessage && encoder.encode(text).length > maxMessage) {
+      if (msg.t === 'snap' || msg.t === 'fsnap') text = stringify(tooLarge(msg));
+      else return send(snapshotMessage(path));
+    }
+    upstream(text);
+  }
+
+  function tooLarge(msg) {
+    var body = { i: 0, e: 'body', a: {}, c: [{ i: 0, x: 'This page is too large to mirror.' }] };
+    msg.doc = { i: msg.doc.i, c: [{ i: 0, e: 'html', a: {}, c: [body] }] };
+    return msg;
   }
 
   function startSharing(framePath) {
@@ -374,7 +391,7 @@
   // ---- form values, scroll, viewport, pointer ----------------------------------------------------------------
   function onValue(event) {
     if (!sharing) return;
-    var el = event.composedPath ? event.composedPath()[0] : event.target;
+    var el = event.composedPath ? event.composedPath()[0] || event.target : event.target;
     var id = el && ids.get(el);
     if (!id) return;
     var masked = inMasked(el);
@@ -384,6 +401,34 @@
   }
   document.addEventListener('input', onValue, true);
   document.addEventListener('change', onValue, true);
+
+  // Values set by page scripts fire no event; their setters say so instead.
+  var valueChanges = new Set();
+  var valueTimer = 0;
+  function valueChanged(el) {
+    if (!sharing || !ids.has(el)) return;
+    valueChanges.add(el);
+    if (!valueTimer) valueTimer = setTimeoutN(flushValues, FLUSH_MS);
+  }
+  function flushValues() {
+    valueTimer = 0;
+    valueChanges.forEach(function (el) { onValue({ target: el }); });
+    valueChanges.clear();
+  }
+  [[HTMLInputElement, 'value'], [HTMLInputElement, 'checked'], [HTMLTextAreaElement, 'value'],
+    [HTMLSelectElement, 'value'], [HTMLSelectElement, 'selectedIndex']].forEach(function (p) {
+    var d = Object.getOwnPropertyDescriptor(p[0].prototype, p[1]);
+    if (!d || !d.set || !d.configurable) return;
+    Object.defineProperty(p[0].prototype, p[1], {
+      configurable: true,
+      enumerable: d.enumerable,
+      get: d.get,
+      set: function (v) {
+        d.set.call(this, v);
+        try { valueChanged(this); } catch (e) { /* never break the page */ }
+      },
+    });
+  });
 
   var scrolls = new Map();
   var scrollTimer = 0;
@@ -708,6 +753,7 @@
     switch (msg.t) {
       case 'hello':
         setMask(msg.mask);
+        if (msg.max > 0) maxMessage = msg.max;
         onPresence(msg.presence);
         break;
       case 'presence': onPresence(msg); break;

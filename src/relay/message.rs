@@ -158,13 +158,16 @@ pub struct Presence {
 }
 
 /// Messages the relay itself composes. Small, content-free JSON.
-pub fn hello(role: Role, conn: u64, presence: &Presence, mask: &[String]) -> Utf8Bytes {
+/// `max` is the largest message the visitor may send, so its page never sends one that would cost it
+/// the connection.
+pub fn hello(role: Role, conn: u64, presence: &Presence, mask: &[String], max: usize) -> Utf8Bytes {
     let json = serde_json::json!({
         "t": "hello",
         "role": role.as_str(),
         "conn": conn,
         "presence": presence_json(presence),
         "mask": mask,
+        "max": max,
     });
     json.to_string().into()
 }

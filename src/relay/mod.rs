@@ -237,7 +237,11 @@ impl Relay {
             .entry(session.clone())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Entry {
-                    room: Room::new(cfg.max_agents, self.inner.mask.clone()),
+                    room: Room::new(
+                        cfg.max_agents,
+                        self.inner.mask.clone(),
+                        cfg.max_visitor_message,
+                    ),
                     outboxes: HashMap::new(),
                 }))
             })

@@ -87,11 +87,13 @@ pub struct Room {
     max_agents: usize,
     /// Extra masking selectors the visitor's agent applies on top of its built-in ones.
     mask: Arc<[String]>,
+    /// The visitor's message size limit, told to its page in `hello`.
+    max_message: usize,
     ended: bool,
 }
 
 impl Room {
-    pub fn new(max_agents: usize, mask: Arc<[String]>) -> Room {
+    pub fn new(max_agents: usize, mask: Arc<[String]>, max_message: usize) -> Room {
         Room {
             visitor: None,
             agents: BTreeMap::new(),
@@ -101,6 +103,7 @@ impl Room {
             last_snapshot_request: None,
             max_agents,
             mask,
+            max_message,
             ended: false,
         }
     }
@@ -184,7 +187,7 @@ impl Room {
                 self.request_snapshot(now, true, out);
             }
         }
-        let hello = message::hello(role, conn, &self.presence(), &self.mask);
+        let hello = message::hello(role, conn, &self.presence(), &self.mask, self.max_message);
         out.push(Action::Send {
             to: conn,
             text: hello,

@@ -16,7 +16,7 @@ struct Play {
 impl Play {
     fn new() -> Play {
         Play {
-            room: Room::new(2, Arc::from(vec![".secret".to_owned()])),
+            room: Room::new(2, Arc::from(vec![".secret".to_owned()]), 1 << 20),
             now: Instant::now(),
         }
     }
@@ -121,6 +121,7 @@ fn join_says_hello_and_pushes_presence_to_the_others() {
     assert_eq!(hello["t"], "hello");
     assert_eq!(hello["role"], "visitor");
     assert_eq!(hello["mask"][0], ".secret");
+    assert_eq!(hello["max"], 1 << 20);
     assert_eq!(hello["presence"]["consent"], "pending");
 
     let out = p.join(A, Role::Agent);
@@ -330,7 +331,7 @@ fn page_content_never_reaches_an_agent_without_consent() {
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     for _ in 0..2000 {
-        let mut room = Room::new(3, Arc::from(Vec::<String>::new()));
+        let mut room = Room::new(3, Arc::from(Vec::<String>::new()), 1 << 20);
         let mut now = Instant::now();
         let mut agents = std::collections::BTreeSet::new();
         for _ in 0..rng.gen_range(1..40) {

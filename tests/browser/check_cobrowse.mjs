@@ -163,6 +163,13 @@ try {
     const i = doc.querySelector('#name');
     return !!i && i.value === 'Hello agent';
   }));
+  await visitor.evaluate(() => { document.getElementById('name').value = 'Set by page script'; });
+  await step('agentSeesScriptSetValue', () => mirrorWait(agent, () => {
+    const doc = document.getElementById('mirror').contentDocument;
+    const i = doc.querySelector('#name');
+    return !!i && i.value === 'Set by page script';
+  }));
+  await visitor.evaluate(() => { document.getElementById('password').value = 'SCRIPT-SET-PW-8'; });
   await visitor.locator('#password').fill('');
   await visitor.locator('#password').pressSequentially('hunter2-TYPED-PW');
   await visitor.evaluate(() => {
