@@ -84,10 +84,7 @@ pub fn worker_bootstrap(public: &PublicOrigin, session: &SessionId) -> String {
 /// The tag injected into pages. Well-formed XML too, so XHTML pages stay valid. It carries a visitor
 /// credential for the relay (the agent script takes it off the element before any page script runs).
 pub fn script_tag(public: &PublicOrigin, session: &SessionId, nonce: &str) -> String {
-    let expires = std::time::SystemTime::now() + crate::session::VISITOR_CREDENTIAL_TTL;
-    let token =
-        crate::session::Credential::new(session.clone(), crate::session::Role::Visitor, expires)
-            .sign();
+    let token = crate::session::visitor_credential(session, std::time::SystemTime::now());
     format!(
         "<script src=\"{}{PATH}\" data-cobrowse-session=\"{session}\" data-cobrowse-token=\"{token}\" \
          nonce=\"{nonce}\"></script>",

@@ -84,6 +84,21 @@ impl Role {
 /// the session itself to be live, so a credential is never worth more than its session.
 pub const VISITOR_CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// The visitor credential minted into pages at `now`. Its expiry is rounded up to the hour, so every page
+/// of a session served within the same hour carries the same tag: rewritten HTML stays byte-identical
+/// (the chunking tests compare it, a cache may share it) and the credential lives 24 to 25 hours.
+pub fn visitor_credential(session: &SessionId, now: SystemTime) -> String {
+    const HOUR: u64 = 3600;
+    let at = unix(now) + VISITOR_CREDENTIAL_TTL.as_secs();
+    let expires = at.div_ceil(HOUR) * HOUR;
+    Credential {
+        session: session.clone(),
+        role: Role::Visitor,
+        expires,
+    }
+    .sign()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialError {
     #[error("malformed credential")]
@@ -220,6 +235,17 @@ mod tests {
             Credential::verify(&other, SystemTime::now()),
             Err(CredentialError::BadSignature)
         );
+    }
+
+    #[test]
+    fn page_credentials_are_stable_within_the_hour() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let a = visitor_credential(&id(), t);
+        assert_eq!(a, visitor_credential(&id(), t + Duration::from_secs(1)));
+        let c = Credential::verify(&a, t).unwrap();
+        assert_eq!(c.role, Role::Visitor);
+        let lives = c.expires - unix(t);
+        assert!((24 * 3600..=25 * 3600).contains(&lives), "{lives}");
     }
 
     #[test]
