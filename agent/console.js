@@ -23,7 +23,8 @@
       .then(function (r) {
         out.textContent = '';
         if (!r.ok) { out.textContent = r.body.error || 'Failed'; return; }
-        out.append(link('Visitor link', r.body.visitor_url), link('Agent link', r.body.agent_url));
+        out.append(link('Visitor link (send it to the visitor)', r.body.visitor_url),
+          link('Agent link (open it yourself: the live view)', r.body.agent_url));
       })
       .catch(function (e) { out.textContent = String(e); });
   });

@@ -110,10 +110,13 @@ pub fn forward_script_tag(page_origin: &str, nonce: &str) -> String {
     )
 }
 
-/// The tag injected into pages. Well-formed XML too, so XHTML pages stay valid.
+/// The tag injected into pages. Well-formed XML too, so XHTML pages stay valid. It carries a visitor
+/// credential for the relay (the agent script takes it off the element before any page script runs).
 pub fn script_tag(public: &PublicOrigin, session: &SessionId, nonce: &str) -> String {
+    let token = crate::session::visitor_credential(session, std::time::SystemTime::now());
     format!(
-        "<script src=\"{}{PATH}\" data-cobrowse-session=\"{session}\" nonce=\"{nonce}\"></script>",
+        "<script src=\"{}{PATH}\" data-cobrowse-session=\"{session}\" data-cobrowse-token=\"{token}\" \
+         nonce=\"{nonce}\"></script>",
         public.origin()
     )
 }

@@ -1,4 +1,5 @@
-//! The public origin: session API, cache purge, console page, agent script, health and metrics.
+//! The public origin: session API, cache purge, console page, agent script, health and metrics, the relay
+//! endpoint and the agent's live view (`/agent/<id>?t=<agent credential>`).
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -8,12 +9,15 @@ use url::Url;
 
 use crate::body::{full, ProxyBody};
 use crate::error::ProxyError;
-use crate::session::Session;
+use crate::session::{Credential, Role, Session};
 use crate::url_codec::TargetOrigin;
 use crate::Shared;
 
 const CONSOLE_HTML: &str = include_str!("../agent/console.html");
 const CONSOLE_JS: &str = include_str!("../agent/console.js");
+const VIEW_HTML: &str = include_str!("../agent/view.html");
+const VIEW_JS: &str = include_str!("../agent/view.js");
+const VIEW_CSS: &str = include_str!("../agent/view.css");
 
 /// Strict headers for everything the public origin serves: it must never be framed by, or leak to, a
 /// proxied site.
@@ -36,14 +40,37 @@ pub async fn handle(
         (Method::POST, "/api/cache/purge") => purge_cache(shared, req).await?,
         (Method::GET, "/go") => go(shared, &req)?,
         (Method::GET, crate::agent::PATH) => return Ok(shared.agent.serve(req.headers())),
+        (Method::GET, crate::relay::PATH) => return Ok(shared.relay.upgrade(req)?),
+        (Method::DELETE, p) if p.starts_with("/api/sessions/") => end_session(shared, &req, p)?,
         (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CONSOLE_HTML),
         (Method::GET, "/__cobrowse/console.js") => {
             text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)
         }
-        (Method::GET, p) if p.starts_with("/agent/") => agent_view(shared, p)?,
-        (_, "/api/sessions" | "/api/cache/purge" | "/healthz" | "/metrics" | "/go") => {
-            return Err(ProxyError::MethodNotAllowed)
+        (Method::GET, "/__cobrowse/view.js") => {
+            text(StatusCode::OK, "text/javascript; charset=utf-8", VIEW_JS)
         }
+        (Method::GET, "/__cobrowse/view.css") => {
+            text(StatusCode::OK, "text/css; charset=utf-8", VIEW_CSS)
+        }
+        (Method::GET, p) if p.starts_with("/agent/") => {
+            let mut page = agent_view(shared, p, req.uri().query())?;
+            secure_headers(page.headers_mut());
+            let csp = view_csp(&shared.public);
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                page.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            return Ok(page);
+        }
+        (
+            _,
+            "/api/sessions"
+            | "/api/cache/purge"
+            | "/healthz"
+            | "/metrics"
+            | "/go"
+            | crate::relay::PATH,
+        ) => return Err(ProxyError::MethodNotAllowed),
         _ => return Err(ProxyError::NotFound),
     };
     secure_headers(response.headers_mut());
@@ -198,22 +225,72 @@ fn visitor_url(shared: &Shared, session: &Session) -> Result<String, ProxyError>
         .ok_or_else(|| ProxyError::Internal("cannot map the session URL".into()))
 }
 
+/// The agent link carries an agent credential, good for the session's lifetime.
 fn agent_url(shared: &Shared, session: &Session) -> String {
-    format!("{}/agent/{}", shared.public.origin(), session.id)
+    let token = Credential::new(session.id.clone(), Role::Agent, session.expires_at).sign();
+    format!("{}/agent/{}?t={token}", shared.public.origin(), session.id)
 }
 
-/// The agent's page for a session. The live view itself arrives with the relay.
-fn agent_view(shared: &Shared, path: &str) -> Result<Response<ProxyBody>, ProxyError> {
+/// `DELETE /api/sessions/<id>`: ends the session now; its proxy hosts stop answering and its relay room
+/// closes (revocation).
+fn end_session(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    path: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    authorize(shared, req.headers(), None)?;
+    let id = crate::url_codec::SessionId::parse(path.trim_start_matches("/api/sessions/"))
+        .ok_or(ProxyError::SessionNotFound)?;
+    shared
+        .sessions
+        .get(&id)
+        .ok_or(ProxyError::SessionNotFound)?;
+    shared.sessions.remove(&id);
+    shared.relay.revoke(&id);
+    Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
+}
+
+/// The agent view's policy. Its mirror frame (a sandboxed `srcdoc` document, which inherits this policy)
+/// may load styles, images, fonts and media from proxy hosts only, and no script but the view's own runs
+/// anywhere: the frame has no `allow-scripts` either.
+fn view_csp(public: &crate::url_codec::PublicOrigin) -> String {
+    let port = match (public.is_secure(), public.port()) {
+        (true, 443) | (false, 80) => String::new(),
+        (_, p) => format!(":{p}"),
+    };
+    let proxies = format!("{}://*.{}{port}", public.scheme(), public.host());
+    let ws = public.origin().replacen("http", "ws", 1);
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline' {proxies}; \
+         img-src 'self' data: blob: {proxies}; font-src data: {proxies}; media-src {proxies}; \
+         connect-src 'self' {ws}; frame-src 'self'; base-uri {proxies}; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The agent's live view of a session. The credential is checked here too, so an expired or wrong link
+/// says so at once instead of a socket failing later.
+fn agent_view(
+    shared: &Shared,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let id = path.trim_start_matches("/agent/");
     let session = crate::url_codec::SessionId::parse(id)
         .and_then(|id| shared.sessions.get(&id))
         .ok_or(ProxyError::SessionNotFound)?;
-    let target = htmlize::escape_text(session.start.as_str());
-    let page = format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>Session {id}</title></head><body>\
-         <h1>Session {id}</h1><p>Started at <code>{target}</code>.</p>\
-         <p id=status>Waiting for the visitor.</p></body></html>"
-    );
+    let token = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "t")
+        .map(|(_, v)| v.into_owned())
+        .ok_or(crate::relay::RelayError::MissingCredential)?;
+    let credential = Credential::verify(&token, std::time::SystemTime::now())
+        .map_err(crate::relay::RelayError::from)?;
+    if credential.role != Role::Agent || credential.session != session.id {
+        return Err(crate::relay::RelayError::WrongRole("agent").into());
+    }
+    let page = VIEW_HTML
+        .replace("{{SESSION}}", session.id.as_str())
+        .replace("{{TARGET}}", &htmlize::escape_text(session.start.as_str()));
     Ok(text(StatusCode::OK, "text/html; charset=utf-8", page))
 }
 

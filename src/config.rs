@@ -46,6 +46,7 @@ pub struct FileConfig {
     pub ca_dir: Option<PathBuf>,
     pub no_intercept: Vec<String>,
     pub cache: CacheConfig,
+    pub relay: RelayConfig,
 }
 
 impl FileConfig {
@@ -98,6 +99,51 @@ impl Default for Limits {
             script_cache: 64 << 20,
             max_connections: 10_000,
             max_api_body: 16 << 10,
+        }
+    }
+}
+
+/// The co-browsing relay's limits (see `docs/RELAY.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Largest message from a visitor (a page snapshot). Default 8 MiB.
+    pub max_visitor_message: usize,
+    /// Largest message from an agent (tools only). Default 16 KiB.
+    pub max_agent_message: usize,
+    /// Visitor messages per second on average, and the burst allowed. Default 200 and 400.
+    pub visitor_rate: u32,
+    pub visitor_burst: u32,
+    /// Agent messages per second on average, and the burst allowed. Default 60 and 120.
+    pub agent_rate: u32,
+    pub agent_burst: u32,
+    /// Most agents watching one session. Default 8.
+    pub max_agents: usize,
+    /// Most messages and bytes queued for one connection before it counts as lagging. Default 1024 and
+    /// 24 MiB (three largest snapshots).
+    pub queue_messages: usize,
+    pub queue_bytes: usize,
+    /// Longest one message may take to reach a client before the connection is closed. Default 15 s.
+    pub send_timeout_ms: u64,
+    /// Extra CSS selectors masked in the visitor's browser, on top of `.no-cobrowse`, password and
+    /// hidden inputs. Default none.
+    pub mask_selectors: Vec<String>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        RelayConfig {
+            max_visitor_message: 8 << 20,
+            max_agent_message: 16 << 10,
+            visitor_rate: 200,
+            visitor_burst: 400,
+            agent_rate: 60,
+            agent_burst: 120,
+            max_agents: 8,
+            queue_messages: 1024,
+            queue_bytes: 24 << 20,
+            send_timeout_ms: 15_000,
+            mask_selectors: Vec::new(),
         }
     }
 }
@@ -256,6 +302,7 @@ pub struct Config {
     /// Hosts the forward proxy never intercepts: CONNECT to them is tunnelled blind (pinned apps).
     pub no_intercept: Vec<HostPattern>,
     pub cache: CacheConfig,
+    pub relay: RelayConfig,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -323,6 +370,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("certs")),
             no_intercept,
             cache: file.cache,
+            relay: file.relay,
         })
     }
 

@@ -40,6 +40,8 @@ pub enum ProxyError {
     Loop(&'static str),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -66,6 +68,7 @@ impl ProxyError {
             ProxyError::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ProxyError::Loop(_) => StatusCode::LOOP_DETECTED,
             ProxyError::Upstream(e) => e.status(),
+            ProxyError::Relay(e) => e.status(),
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! server::serve ──► router::classify ──► api::handle            (public origin: console, API, agent.js)
+//!                                   │       └► relay            (co-browsing rooms, WebSocket)
 //!                                   ├──► forward::connect       (CONNECT: sniff, intercept TLS, re-serve)
 //!                                   ├──► forward::handle        (absolute-form and tunnelled requests)
 //!                                   └──► proxy::handle          (per-origin proxy hosts; forward mode too)
@@ -27,6 +28,7 @@ pub mod forward;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod relay;
 pub mod rewrite;
 pub mod router;
 pub mod secret;
@@ -52,6 +54,8 @@ pub struct Shared {
     pub config: Config,
     pub public: Arc<PublicOrigin>,
     pub sessions: session::Sessions,
+    /// The co-browsing relay (WebSocket rooms per session) on the public origin.
+    pub relay: relay::Relay,
     pub upstream: upstream::Upstream,
     pub agent: agent::Agent,
     pub metrics: metrics::Metrics,
@@ -91,6 +95,9 @@ impl Shared {
         clock: Arc<dyn cache::Clock>,
     ) -> Result<Arc<Shared>, StartError> {
         let upstream = upstream::Upstream::new(&config)?;
+        let public = Arc::new(config.public.clone());
+        let sessions = session::Sessions::new(config.session_ttl);
+        let relay = relay::Relay::new(config.relay.clone(), sessions.clone(), public.clone());
         // Created on first start, so `ca path` and browsers have it at once.
         let (ca, _) = forward::ca::CertificateAuthority::load_or_create(&config.ca_dir)?;
         let via_id: u32 = rand::random();
@@ -102,8 +109,9 @@ impl Shared {
             metrics.cache.clone(),
         );
         Ok(Arc::new(Shared {
-            public: Arc::new(config.public.clone()),
-            sessions: session::Sessions::new(config.session_ttl),
+            public,
+            sessions,
+            relay,
             upstream,
             agent: agent::Agent::new(),
             metrics,

@@ -307,6 +307,145 @@ fn errors(run: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Co-browsing end to end: a visitor context on the proxied page and an agent context on the agent view.
+/// Nothing is sent before consent; then the agent sees the page, typing, scrolling, a cross-origin frame,
+/// shadow DOM and CSSOM rules, follows navigation across pages and origins; highlight and (granted) click
+/// reach the visitor; a click on a masked element is refused; masked content never leaves the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_sees_the_visitors_page_live_and_masked_content_never_leaves_it() {
+    if !browser_ready() {
+        return;
+    }
+    let stack = support::start().await;
+    let body = serde_json::json!({ "url": "https://www.shop.test/cobrowse.html" }).to_string();
+    let created = stack
+        .request(
+            http::Method::POST,
+            &format!("{}/api/sessions", stack.public),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .json();
+    let visitor = created["visitor_url"].as_str().unwrap().to_owned();
+    let agent = created["agent_url"].as_str().unwrap().to_owned();
+    let result = node("check_cobrowse.mjs", &[visitor, agent]).await;
+    assert!(
+        result.get("error").is_none(),
+        "browser run failed: {}\nsteps: {}\nerrors: {}",
+        result["error"],
+        result["steps"],
+        result["errors"]
+    );
+    let steps = result["steps"].as_object().expect("steps");
+    let failed: Vec<_> = steps
+        .iter()
+        .filter(|(_, v)| **v == false)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "steps failed: {failed:?}\nerrors: {}",
+        result["errors"]
+    );
+    for step in [
+        "agentWaitsForVisitor",
+        "agentWaitsForConsent",
+        "consentGiven",
+        "agentSeesPage",
+        "agentSeesCrossOriginFrame",
+        "agentSeesShadowDom",
+        "agentSeesCssomRule",
+        "agentSeesTyping",
+        "agentSeesScriptSetValue",
+        "agentSeesMutation",
+        "agentFollowsScroll",
+        "agentSeesVisitorPointer",
+        "visitorSeesHighlight",
+        "controlGranted",
+        "agentClickReachesVisitor",
+        "agentSeesClickEffect",
+        "maskedClickRefused",
+        "agentFollowsNavigation",
+        "agentFollowsOtherOrigin",
+        "visitorLeaves",
+    ] {
+        assert!(steps.contains_key(step), "step {step} did not run");
+    }
+
+    // Before consent the visitor's page sent nothing at all, and the agent's mirror stayed empty.
+    assert_eq!(result["framesBeforeConsent"], serde_json::json!([]));
+    assert_eq!(result["mirrorBeforeConsent"], "");
+    // After it, the page went out: the first frames are the answer and a snapshot.
+    let frames: Vec<String> = result["framesSent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|f| {
+            serde_json::from_str::<serde_json::Value>(f).unwrap()["t"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("consent"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.get(1).map(String::as_str), Some("snap"), "{kinds:?}");
+    assert!(frames
+        .iter()
+        .any(|f| f.contains("Welcome to the fixture shop")));
+    assert!(
+        frames.iter().any(|f| f.contains("FRAME-TEXT-OTHER-ORIGIN")),
+        "the frame's content goes through its parent"
+    );
+
+    // Masked content never appears in any frame sent, whatever it became.
+    for secret in [
+        "SECRET-CARD-4242",
+        "SECRET-CARD-5555",
+        "exp 12/29",
+        "PREFILLED-PW-31",
+        "hunter2-TYPED-PW",
+        "SCRIPT-SET-PW-8",
+        "HIDDEN-TOKEN-77",
+        "FRAME-SECRET-99",
+        "Delete account",
+    ] {
+        let leaked: Vec<&String> = frames.iter().filter(|f| f.contains(secret)).collect();
+        assert!(leaked.is_empty(), "{secret} left the page: {leaked:?}");
+    }
+    // The mirror shows masks of a fixed length instead.
+    assert_eq!(result["maskedInMirror"]["card"], "\u{2022}".repeat(6));
+    assert_eq!(result["maskedInMirror"]["password"], "\u{2022}".repeat(6));
+
+    assert_eq!(result["agentState"], "live");
+    assert_eq!(
+        result["clickToolBeforeControl"], true,
+        "no click before the visitor allows it"
+    );
+    assert_eq!(
+        result["maskedClicked"], false,
+        "a masked element was clicked"
+    );
+    assert!(
+        steps["maskedClickRefused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("masked"),
+        "{}",
+        steps["maskedClickRefused"]
+    );
+    assert_eq!(result["finalState"], "live");
+    stack.stop().await;
+}
+
 /// The forward proxy in a real browser: Chromium with `--proxy-server` and the proxy's CA trusted by its
 /// SPKI hash loads the HTTPS fixture page with the agent present, and the page's checks pass as directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,7 +269,11 @@ async fn session_api_contract() {
         json["visitor_url"],
         stack.proxied(id, "https://www.shop.test/a?b=c")
     );
-    assert_eq!(json["agent_url"], format!("{}/agent/{id}", stack.public));
+    // The agent link carries the agent's relay credential.
+    assert!(json["agent_url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/agent/{id}?t=v1.a.{id}.", stack.public)));
     assert!(time::OffsetDateTime::parse(
         json["expires_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339
