@@ -70,10 +70,7 @@ async fn connect_tls_is_intercepted_on_http1_and_http2() {
                 .unwrap();
             fwd::http2(tls, req).await
         } else {
-            let req = Request::get("/")
-                .header("host", "www.shop.test")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
+            let req = fwd::origin_form("/", "www.shop.test");
             fwd::http1(tls, req).await
         };
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -94,10 +91,7 @@ async fn the_agent_is_served_under_the_reserved_path_of_the_intercepted_origin()
     )
     .await
     .unwrap();
-    let req = Request::get(AGENT_PATH)
-        .header("host", "www.shop.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = fwd::origin_form(AGENT_PATH, "www.shop.test");
     let reply = fwd::http1(tls, req).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.header("content-type").unwrap().contains("javascript"));
@@ -142,10 +136,7 @@ async fn hosts_never_intercepted_are_tunnelled_blind() {
     )
     .await
     .expect("origin certificate end to end");
-    let req = Request::get("/")
-        .header("host", "www.shop.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = fwd::origin_form("/", "www.shop.test");
     let reply = fwd::http1(tls, req).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!reply.text().contains(AGENT_PATH), "untouched");
@@ -301,10 +292,7 @@ async fn an_untrusted_upstream_certificate_is_an_error_page() {
     )
     .await
     .unwrap();
-    let req = Request::get("/")
-        .header("host", "www.shop.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = fwd::origin_form("/", "www.shop.test");
     let reply = fwd::http1(tls, req).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     let text = reply.text();
@@ -421,10 +409,7 @@ async fn an_intercepted_keep_alive_connection_survives_idle_time() {
             .unwrap();
     tokio::spawn(conn);
     for round in 0..2 {
-        let req = Request::get("/img/a.png")
-            .header("host", "cdn.shop.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let req = fwd::origin_form("/img/a.png", "cdn.shop.test");
         let response = sender
             .send_request(req)
             .await

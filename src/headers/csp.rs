@@ -56,11 +56,7 @@ pub fn rewrite(
     base: &Url,
     agent: &AgentSources,
 ) -> String {
-    value
-        .split(',')
-        .map(|policy| rewrite_policy(policy, Some(map), page, base, agent))
-        .collect::<Vec<_>>()
-        .join(", ")
+    rewrite_value(value, Some(map), page, base, agent)
 }
 
 /// The forward proxy's version: the page keeps its own hosts, so only the agent is let in.
@@ -70,9 +66,20 @@ pub fn allow_agent_only(
     base: &Url,
     agent: &AgentSources,
 ) -> String {
+    rewrite_value(value, None, page, base, agent)
+}
+
+/// Each comma-separated policy of a header value, rewritten on its own.
+fn rewrite_value(
+    value: &str,
+    map: Option<&ProxyMap>,
+    page: &TargetOrigin,
+    base: &Url,
+    agent: &AgentSources,
+) -> String {
     value
         .split(',')
-        .map(|policy| rewrite_policy(policy, None, page, base, agent))
+        .map(|policy| rewrite_policy(policy, map, page, base, agent))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -148,6 +148,14 @@ pub fn get(uri: &str) -> Request<Full<Bytes>> {
     req.body(Full::new(Bytes::new())).unwrap()
 }
 
+/// An origin-form GET (`GET /path`, `Host: host`), as a client sends it inside a tunnel.
+pub fn origin_form(path: &str, host: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 /// `Basic` credentials for `Proxy-Authorization`.
 pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
