@@ -820,3 +820,26 @@ async fn the_first_client_streams_while_the_body_is_stored() {
     assert_eq!(c.origin_saw("tee"), 1);
     c.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_conditional_request_is_answered_304_from_a_fresh_entry() {
+    let c = Cached::start().await;
+    let url = resource("cond", &[("cc", "max-age=60"), ("etag", "v1")]);
+    c.get(&url).await;
+    let reply = c
+        .send(Method::GET, &url, &[("if-none-match", "\"v1\"")])
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(reply.header("etag").as_deref(), Some("\"v1\""));
+    assert!(
+        status(&reply).starts_with("cobrowse-proxy; hit"),
+        "{}",
+        status(&reply)
+    );
+    let other = c
+        .send(Method::GET, &url, &[("if-none-match", "\"v0\"")])
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(c.origin_saw("cond"), 1, "both answered from the entry");
+    c.stack.stop().await;
+}

@@ -8,6 +8,7 @@
 //! `revalidate`; the response field is `status`; the time is `clock`.
 
 mod clock;
+mod conditional;
 mod flight;
 mod policy;
 mod revalidate;
@@ -147,7 +148,7 @@ impl Cache {
         let mut collapsed = None;
         loop {
             let fwd = match self.lookup(&key, &presented) {
-                Lookup::Fresh(s) => return Ok(self.hit(&s, head, collapsed)),
+                Lookup::Fresh(s) => return Ok(self.hit(&s, &presented.headers, head, collapsed)),
                 Lookup::Stale(s, revalidation) => {
                     let ctx = Revalidation {
                         key,
@@ -190,7 +191,8 @@ impl Cache {
         };
         let now = self.inner.store.now();
         for stored in &variants.list {
-            match stored.policy.before_request(presented, now) {
+            let matching = policy::matching_request(presented, &stored.headers);
+            match stored.policy.before_request(&matching, now) {
                 BeforeRequest::Fresh(_) => return Lookup::Fresh(stored.clone()),
                 BeforeRequest::Stale {
                     request,
@@ -208,6 +210,7 @@ impl Cache {
     fn hit(
         &self,
         stored: &Stored,
+        presented: &HeaderMap,
         head: bool,
         collapsed: Option<bool>,
     ) -> (Response<ProxyBody>, CacheStatus) {
@@ -221,17 +224,22 @@ impl Cache {
                 ..status
             };
         }
-        (self.serve(stored, head), status)
+        (self.serve(stored, presented, head), status)
     }
 
-    /// A stored response as the client gets it: the origin's headers with a current `Age`.
-    fn serve(&self, stored: &Stored, head: bool) -> Response<ProxyBody> {
+    /// A stored response as the client gets it: the origin's headers with a current `Age`, or a `304`
+    /// when the client's conditional request says it holds that response already.
+    fn serve(&self, stored: &Stored, presented: &HeaderMap, head: bool) -> Response<ProxyBody> {
         let now = self.inner.store.now();
         let mut headers = stored.headers.clone();
         headers.insert(
             header::AGE,
             HeaderValue::from(stored.policy.age(now).as_secs()),
         );
+        if stored.status == http::StatusCode::OK && conditional::client_has_it(presented, &headers)
+        {
+            return conditional::not_modified(&headers);
+        }
         let body = if head {
             empty()
         } else {
@@ -346,7 +354,10 @@ fn bypass_reason(headers: &HeaderMap) -> Option<&'static str> {
 fn variant(req: &request::Parts, res: &HeaderMap) -> Vec<Option<HeaderValue>> {
     policy::vary_names(res)
         .iter()
-        .map(|name| req.headers.get(name.as_str()).cloned())
+        .map(|name| {
+            let value = req.headers.get(name.as_str())?;
+            Some(policy::view::selecting_value(name, value))
+        })
         .collect()
 }
 

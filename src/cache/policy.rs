@@ -12,6 +12,8 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{request, response, Method};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
+pub mod view;
+
 /// Why a response is not stored. Each names one rule of `docs/cache.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -70,9 +72,9 @@ pub fn admit(
     res: &response::Parts,
     received: SystemTime,
 ) -> Result<CachePolicy, Refusal> {
-    refuse_private(req, &res.headers)?;
+    refuse_private(req, res)?;
     let remembered = remembered_request(req, &res.headers);
-    let policy = CachePolicy::new_options(&remembered, res, received, options());
+    let policy = CachePolicy::new_options(&remembered, &view::response(res), received, options());
     if !policy.is_storable() {
         return Err(Refusal::Rules);
     }
@@ -92,7 +94,8 @@ fn reusable(policy: &CachePolicy, res: &HeaderMap, at: SystemTime) -> bool {
 }
 
 /// The public-only rules, checked before the crate's: they are stricter than RFC 9111 (see docs/cache.md).
-fn refuse_private(req: &request::Parts, res: &HeaderMap) -> Result<(), Refusal> {
+fn refuse_private(req: &request::Parts, response: &response::Parts) -> Result<(), Refusal> {
+    let res = &response.headers;
     if req.method != Method::GET {
         return Err(Refusal::Method);
     }
@@ -102,7 +105,9 @@ fn refuse_private(req: &request::Parts, res: &HeaderMap) -> Result<(), Refusal> 
     if res.contains_key(header::SET_COOKIE) {
         return Err(Refusal::SetCookie);
     }
-    if has_directive(res, "no-store") || has_directive(&req.headers, "no-store") {
+    let no_store =
+        has_directive(res, "no-store") && !view::must_understand_allows(response.status, res);
+    if no_store || has_directive(&req.headers, "no-store") {
         return Err(Refusal::NoStore);
     }
     if has_directive(res, "private") {
@@ -140,10 +145,11 @@ pub fn remembered_request(req: &request::Parts, res: &HeaderMap) -> request::Par
         .chain([header::CACHE_CONTROL, header::PRAGMA]);
     for name in wanted {
         for value in req.headers.get_all(&name) {
-            kept.append(name.clone(), value.clone());
+            kept.append(name.clone(), view::selecting_value(name.as_str(), value));
         }
     }
-    view(req, kept)
+    view::normalise(&mut kept);
+    request_view(req, kept)
 }
 
 /// The request as presented at lookup: a HEAD is answered from a stored GET, and `Host` plays no part
@@ -151,10 +157,33 @@ pub fn remembered_request(req: &request::Parts, res: &HeaderMap) -> request::Par
 pub fn presented_request(req: &request::Parts) -> request::Parts {
     let mut headers = req.headers.clone();
     headers.remove(header::HOST);
-    view(req, headers)
+    request_view(req, headers)
 }
 
-fn view(req: &request::Parts, headers: HeaderMap) -> request::Parts {
+/// The presented request as one stored variant's rules compare it: its `Vary`'d values normalised the
+/// way they were when that variant was stored, its directives lowercased.
+pub fn matching_request(presented: &request::Parts, stored: &HeaderMap) -> request::Parts {
+    let mut parts = presented.clone();
+    for name in vary_names(stored) {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        let values: Vec<_> = parts
+            .headers
+            .get_all(&name)
+            .iter()
+            .map(|v| view::selecting_value(name.as_str(), v))
+            .collect();
+        parts.headers.remove(&name);
+        for v in values {
+            parts.headers.append(name.clone(), v);
+        }
+    }
+    view::normalise(&mut parts.headers);
+    parts
+}
+
+fn request_view(req: &request::Parts, headers: HeaderMap) -> request::Parts {
     let mut parts = request::Request::new(()).into_parts().0;
     parts.method = Method::GET;
     parts.uri = req.uri.clone();
@@ -213,19 +242,25 @@ pub struct StaleWindows {
 /// The stale windows a response grants. `must-revalidate`, `proxy-revalidate`, `s-maxage` (which implies
 /// proxy-revalidate for a shared cache, RFC 9111 §5.2.2.10) and `no-cache` forbid serving stale at all.
 pub fn stale_windows(res: &HeaderMap) -> StaleWindows {
-    let strict = [
-        "must-revalidate",
-        "proxy-revalidate",
-        "s-maxage",
-        "no-cache",
-    ];
-    if strict.iter().any(|d| has_directive(res, d)) {
+    if !may_serve_stale(res) {
         return StaleWindows::default();
     }
     StaleWindows {
         while_revalidate: seconds(res, "stale-while-revalidate"),
         if_error: seconds(res, "stale-if-error"),
     }
+}
+
+/// Whether the response lets a cache serve it stale at all (RFC 9111 §4.2.4): not when it demands
+/// revalidation.
+pub fn may_serve_stale(res: &HeaderMap) -> bool {
+    let strict = [
+        "must-revalidate",
+        "proxy-revalidate",
+        "s-maxage",
+        "no-cache",
+    ];
+    !strict.iter().any(|d| has_directive(res, d))
 }
 
 /// A request that asks for a validated or fresher answer never gets a stale one.

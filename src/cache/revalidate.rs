@@ -8,10 +8,9 @@ use std::time::Duration;
 use http::header::{self, HeaderMap};
 use http::{request, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use http_cache_semantics::AfterResponse;
 
 use super::store::Stored;
-use super::{forward, policy, Cache, CacheStatus, Fetched, Fwd, Origin};
+use super::{conditional, forward, policy, Cache, CacheStatus, Fetched, Fwd, Origin};
 use crate::body::{empty, ProxyBody};
 
 /// Everything a revalidation needs to know about the entry and the request.
@@ -35,13 +34,16 @@ impl Cache {
         body: ProxyBody,
         origin: &Arc<O>,
     ) -> Fetched {
-        let (swr, sie) = self.stale_allowance(&ctx.stored, &parts.headers);
-        if swr {
+        let allowed = self.stale_allowance(&ctx.stored, &parts.headers);
+        if allowed.while_revalidating {
             self.revalidate_in_background(&ctx, origin);
             self.inner.metrics.hits.inc();
             let status =
                 CacheStatus::hit(self.ttl(&ctx.stored)).with_detail("stale-while-revalidate");
-            return Ok((self.serve(&ctx.stored, ctx.head), status));
+            return Ok((
+                self.serve(&ctx.stored, &ctx.presented.headers, ctx.head),
+                status,
+            ));
         }
         let now = self.inner.store.now();
         let fwd = if ctx.stored.policy.is_stale(now) {
@@ -55,26 +57,49 @@ impl Cache {
             return forward(origin, Request::from_parts(parts, body), false, status).await;
         }
         let sent = Request::from_parts(ctx.revalidation.clone(), body);
-        match origin.send(sent, false).await {
-            Ok(res) if !(sie && res.status().is_server_error()) => {
-                Ok(self.revalidated(ctx, res, fwd))
+        let res = match origin.send(sent, false).await {
+            Ok(res) if allowed.on_error && res.status().is_server_error() => {
+                return Ok(self.stale_if_error(&ctx, fwd, Some(res.status()), "stale-if-error"));
             }
-            Ok(res) => Ok(self.stale_if_error(&ctx, fwd, Some(res.status()))),
-            Err(_) if sie => Ok(self.stale_if_error(&ctx, fwd, None)),
-            Err(e) => Err(e),
+            Ok(res) => res,
+            Err(_) if allowed.on_error => {
+                return Ok(self.stale_if_error(&ctx, fwd, None, "stale-if-error"));
+            }
+            Err(_) if allowed.disconnected => {
+                return Ok(self.stale_if_error(&ctx, fwd, None, "stale-disconnected"));
+            }
+            Err(e) => return Err(e),
+        };
+        let key = ctx.key.clone();
+        match self.revalidated(ctx, res, fwd) {
+            Revalidated::Served(response, status) => Ok((response, status)),
+            Revalidated::NotOurs(mut status) => {
+                // The 304 named another representation: the stored one is unknown now, so the client's
+                // own request goes to the origin as it came.
+                self.inner.store.remove(&key);
+                let res = origin
+                    .send(Request::from_parts(parts.clone(), empty()), false)
+                    .await?;
+                status.detail = Some("validator-mismatch");
+                Ok(self.admit(key, &parts, res, status, None))
+            }
         }
     }
 
-    /// Whether the entry may be served stale now: (while revalidating, if the origin fails).
-    fn stale_allowance(&self, stored: &Stored, request: &HeaderMap) -> (bool, bool) {
+    /// Whether the entry may be served stale now, and when.
+    fn stale_allowance(&self, stored: &Stored, request: &HeaderMap) -> StaleAllowed {
         let now = self.inner.store.now();
         if !stored.policy.is_stale(now) || !policy::request_accepts_stale(request) {
-            return (false, false);
+            return StaleAllowed::default();
         }
         let windows = policy::stale_windows(&stored.headers);
         let staleness = now.duration_since(stored.fresh_until).unwrap_or_default();
         let within = |window: Duration| window > Duration::ZERO && staleness <= window;
-        (within(windows.while_revalidate), within(windows.if_error))
+        StaleAllowed {
+            while_revalidating: within(windows.while_revalidate),
+            on_error: within(windows.if_error),
+            disconnected: policy::may_serve_stale(&stored.headers),
+        }
     }
 
     fn stale_if_error(
@@ -82,46 +107,41 @@ impl Cache {
         ctx: &Revalidation,
         fwd: Fwd,
         origin_status: Option<StatusCode>,
+        why: &'static str,
     ) -> (Response<ProxyBody>, CacheStatus) {
-        let mut status = CacheStatus::forward(fwd).with_detail("stale-if-error");
+        let mut status = CacheStatus::forward(fwd).with_detail(why);
         status.fwd_status = origin_status.map(|s| s.as_u16());
         status.ttl = Some(self.ttl(&ctx.stored));
-        (self.serve(&ctx.stored, ctx.head), status)
+        (
+            self.serve(&ctx.stored, &ctx.presented.headers, ctx.head),
+            status,
+        )
     }
 
-    /// The origin's answer to a revalidation: a 304 for our validators refreshes the entry and serves its
-    /// body; anything else is a new response, stored (replacing the variant) if it may be.
-    fn revalidated(
-        &self,
-        ctx: Revalidation,
-        res: Response<ProxyBody>,
-        fwd: Fwd,
-    ) -> (Response<ProxyBody>, CacheStatus) {
+    /// The origin's answer to a revalidation: a 304 about the stored response refreshes the entry and
+    /// serves it; anything but a 304 is a new response, stored (replacing the variant) if it may be.
+    fn revalidated(&self, ctx: Revalidation, res: Response<ProxyBody>, fwd: Fwd) -> Revalidated {
         let mut status = CacheStatus::forward(fwd);
         status.fwd_status = Some(res.status().as_u16());
         if res.status() != StatusCode::NOT_MODIFIED {
-            return self.admit(ctx.key, &ctx.revalidation, res, status, None);
+            let (response, status) = self.admit(ctx.key, &ctx.revalidation, res, status, None);
+            return Revalidated::Served(response, status);
         }
-        let received = self.inner.store.now();
         let (res_parts, _) = res.into_parts();
-        let after = ctx
-            .stored
-            .policy
-            .after_response(&ctx.presented, &res_parts, received);
-        let AfterResponse::NotModified(..) = after else {
-            // A 304 to the client's own validators, not ours: it goes to the client as it is.
-            return (Response::from_parts(res_parts, empty()), status);
-        };
-        match self.refresh(&ctx, &res_parts) {
+        if !conditional::validates(&ctx.stored.headers, &res_parts.headers) {
+            return Revalidated::NotOurs(status);
+        }
+        let served = match self.refresh(&ctx, &res_parts) {
             Some(refreshed) => {
                 status.ttl = Some(self.ttl(&refreshed));
-                (self.serve(&refreshed, ctx.head), status)
+                self.serve(&refreshed, &ctx.presented.headers, ctx.head)
             }
             None => {
                 status.detail = Some("no-longer-storable");
-                (self.serve(&ctx.stored, ctx.head), status)
+                self.serve(&ctx.stored, &ctx.presented.headers, ctx.head)
             }
-        }
+        };
+        Revalidated::Served(served, status)
     }
 
     /// Applies a 304 to the stored entry (RFC 9111 §4.3.4). The body and its stored time stay, so the
@@ -171,10 +191,33 @@ impl Cache {
             let Ok(res) = origin.send(sent, false).await else {
                 return;
             };
-            let (response, _) = cache.revalidated(ctx, res, Fwd::Stale);
-            drain(response.into_body()).await;
+            let key = ctx.key.clone();
+            match cache.revalidated(ctx, res, Fwd::Stale) {
+                Revalidated::Served(response, _) => drain(response.into_body()).await,
+                Revalidated::NotOurs(_) => {
+                    cache.inner.store.remove(&key);
+                }
+            }
         });
     }
+}
+
+/// When a stale entry may still be served.
+#[derive(Debug, Default, Clone, Copy)]
+struct StaleAllowed {
+    /// At once, while a background request revalidates it (`stale-while-revalidate`).
+    while_revalidating: bool,
+    /// When the origin answers with an error or a 5xx (`stale-if-error`).
+    on_error: bool,
+    /// When the origin cannot be reached at all and nothing forbids stale (RFC 9111 §4.2.4).
+    disconnected: bool,
+}
+
+/// What a revalidation came to.
+enum Revalidated {
+    Served(Response<ProxyBody>, CacheStatus),
+    /// A 304 about some other representation than the stored one.
+    NotOurs(CacheStatus),
 }
 
 /// The client's request (all its header values, which the crate's copy would fold) with the crate's

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::StatusCode;
 use http_body_util::BodyExt;
 
 use super::*;
@@ -134,4 +135,199 @@ async fn a_post_invalidates_and_the_cap_ends_an_entry() {
     clock.advance(Duration::from_secs(86_401));
     let (body, status) = text(&cache, &origin, Method::GET).await;
     assert_eq!((body.as_str(), status.fwd), ("n=4", Some(Fwd::UriMiss)));
+}
+
+/// One scripted answer: a status and headers, or a failed connection.
+#[derive(Clone)]
+enum Step {
+    Answer(u16, Vec<(&'static str, &'static str)>),
+    Fail,
+}
+
+/// Answers call n with step n (the last step repeats) and remembers each request's headers.
+struct Script {
+    steps: Vec<Step>,
+    seen: std::sync::Mutex<Vec<HeaderMap>>,
+}
+
+impl Script {
+    fn new(steps: Vec<Step>) -> Arc<Script> {
+        Arc::new(Script {
+            steps,
+            seen: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn seen(&self) -> Vec<HeaderMap> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Origin for Script {
+    async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        _upgrade: bool,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(req.headers().clone());
+            seen.len()
+        };
+        let step = self.steps[(n - 1).min(self.steps.len() - 1)].clone();
+        let Step::Answer(status, headers) = step else {
+            return Err(UpstreamError::Failed {
+                host: "cdn.shop.test".into(),
+                detail: "closed".into(),
+            });
+        };
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        Ok(b.body(full(format!("n={n}"))).unwrap())
+    }
+}
+
+async fn send_with(
+    cache: &Cache,
+    origin: &Arc<Script>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, CacheStatus) {
+    let mut req = request(Method::GET);
+    for (k, v) in headers {
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let (res, status) = cache.fetch(req, origin, false).await.unwrap();
+    let code = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (code, String::from_utf8_lossy(&body).into_owned(), status)
+}
+
+#[tokio::test]
+async fn a_304_without_validators_answers_ours_and_the_client_gets_the_stored_200() {
+    let (cache, clock) = cache();
+    let stored = vec![
+        ("cache-control", "max-age=2, must-revalidate"),
+        ("etag", "\"abcd\""),
+    ];
+    let origin = Script::new(vec![Step::Answer(200, stored), Step::Answer(304, vec![])]);
+    send_with(&cache, &origin, &[]).await;
+    clock.advance(Duration::from_secs(5));
+    let (code, body, status) = send_with(&cache, &origin, &[]).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, "n=1"));
+    assert_eq!(status.fwd_status, Some(304));
+    assert_eq!(origin.seen()[1]["if-none-match"], "\"abcd\"");
+}
+
+#[tokio::test]
+async fn a_304_for_another_representation_sends_the_client_request_on() {
+    let (cache, clock) = cache();
+    let origin = Script::new(vec![
+        Step::Answer(200, vec![("cache-control", "max-age=1"), ("etag", "\"a\"")]),
+        Step::Answer(304, vec![("etag", "\"b\"")]),
+        Step::Answer(
+            200,
+            vec![("cache-control", "max-age=60"), ("etag", "\"b\"")],
+        ),
+    ]);
+    send_with(&cache, &origin, &[]).await;
+    clock.advance(Duration::from_secs(5));
+    let (code, body, status) = send_with(&cache, &origin, &[]).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, "n=3"));
+    assert_eq!(status.detail, Some("validator-mismatch"));
+    assert!(!origin.seen()[2].contains_key("if-none-match"));
+}
+
+#[tokio::test]
+async fn conditional_clients_get_a_304_from_a_fresh_entry() {
+    let (cache, _) = cache();
+    let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let origin = Script::new(vec![Step::Answer(
+        200,
+        vec![
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("last-modified", lm),
+        ],
+    )]);
+    send_with(&cache, &origin, &[]).await;
+    let (code, body, status) = send_with(&cache, &origin, &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!((code, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    assert!(status.hit);
+    let (code, ..) = send_with(&cache, &origin, &[("if-modified-since", lm)]).await;
+    assert_eq!(code, StatusCode::NOT_MODIFIED);
+    let (code, body, _) = send_with(&cache, &origin, &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, "n=1"));
+    assert_eq!(origin.seen().len(), 1, "all answered from the entry");
+}
+
+#[tokio::test]
+async fn error_statuses_with_explicit_freshness_are_stored_and_expire() {
+    let (cache, clock) = cache();
+    let origin = Script::new(vec![Step::Answer(
+        500,
+        vec![("cache-control", "max-age=10")],
+    )]);
+    send_with(&cache, &origin, &[]).await;
+    let (code, body, status) = send_with(&cache, &origin, &[]).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "n=1")
+    );
+    assert!(status.hit);
+    clock.advance(Duration::from_secs(11));
+    let (_, body, _) = send_with(&cache, &origin, &[]).await;
+    assert_eq!(body, "n=2");
+    let (other, _) = self::cache();
+    let plain = Script::new(vec![Step::Answer(500, vec![])]);
+    send_with(&other, &plain, &[]).await;
+    send_with(&other, &plain, &[]).await;
+    assert_eq!(plain.seen().len(), 2, "no explicit freshness: never stored");
+}
+
+#[tokio::test]
+async fn an_unreachable_origin_gets_the_stale_entry_unless_revalidation_is_required() {
+    for (cc, rescued) in [("max-age=1", true), ("max-age=1, must-revalidate", false)] {
+        let (cache, clock) = cache();
+        let origin = Script::new(vec![
+            Step::Answer(200, vec![("cache-control", cc)]),
+            Step::Fail,
+        ]);
+        send_with(&cache, &origin, &[]).await;
+        clock.advance(Duration::from_secs(5));
+        let mut req = request(Method::GET);
+        req.headers_mut().clear();
+        let result = cache.fetch(req, &origin, false).await;
+        match result {
+            Ok((_, status)) => {
+                assert!(rescued, "{cc}");
+                assert_eq!(status.detail, Some("stale-disconnected"));
+            }
+            Err(_) => assert!(!rescued, "{cc}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn directive_names_and_age_lists_are_read_as_the_rfc_says() {
+    let (first, _) = cache();
+    let no_cache = Script::new(vec![Step::Answer(
+        200,
+        vec![("cache-control", "No-CaChE, max-age=60"), ("etag", "\"x\"")],
+    )]);
+    send_with(&first, &no_cache, &[]).await;
+    let (_, _, status) = send_with(&first, &no_cache, &[]).await;
+    assert!(!status.hit, "No-CaChE means no-cache");
+    let (cache, _) = cache();
+    let aged = Script::new(vec![Step::Answer(
+        200,
+        vec![("cache-control", "max-age=3600"), ("age", "7200, 0")],
+    )]);
+    send_with(&cache, &aged, &[]).await;
+    let (_, _, status) = send_with(&cache, &aged, &[]).await;
+    assert!(!status.hit, "the first Age member counts");
 }

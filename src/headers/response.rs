@@ -97,6 +97,10 @@ pub fn rewrite_forward(
 ) {
     remove_hop_by_hop(headers, upgrade);
     headers.remove("alt-svc");
+    if !body_changes {
+        // Nothing is injected, so the policy stays the origin's own (and a cache stores it as sent).
+        return;
+    }
     for name in [
         header::CONTENT_SECURITY_POLICY,
         header::CONTENT_SECURITY_POLICY_REPORT_ONLY,
@@ -105,9 +109,7 @@ pub fn rewrite_forward(
             Some(csp::allow_agent_only(v, page, url, agent))
         });
     }
-    if body_changes {
-        drop_body_description(headers);
-    }
+    drop_body_description(headers);
 }
 
 /// Replaces every value of `name` for which `f` returns a new one; values `f` leaves alone stay as they are.
