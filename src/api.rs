@@ -1,6 +1,8 @@
 //! The public origin: session API, cache purge, console page, agent script, health and metrics, the relay
 //! endpoint and the agent's live view (`/agent/<id>?t=<agent credential>`).
 
+use std::net::IpAddr;
+
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -27,6 +29,7 @@ const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'sel
 pub async fn handle(
     shared: &Shared,
     req: Request<Incoming>,
+    client: IpAddr,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let path = req.uri().path().to_owned();
     let mut response = match (req.method().clone(), path.as_str()) {
@@ -36,11 +39,16 @@ pub async fn handle(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             shared.metrics.render(),
         ),
-        (Method::POST, "/api/sessions") => create_session(shared, req).await?,
+        (Method::POST, "/api/sessions") => create_session(shared, req, client).await?,
         (Method::POST, "/api/cache/purge") => purge_cache(shared, req).await?,
-        (Method::GET, "/go") => go(shared, &req)?,
+        (Method::GET, "/go") => go(shared, &req, client)?,
         (Method::GET, crate::agent::PATH) => return Ok(shared.agent.serve(req.headers())),
-        (Method::GET, crate::relay::PATH) => return Ok(shared.relay.upgrade(req)?),
+        (Method::GET, crate::relay::PATH) => {
+            if !shared.client_limits.allow_join(client) {
+                return Err(ProxyError::TooManyRequests("relay joins"));
+            }
+            return Ok(shared.relay.upgrade(req)?);
+        }
         (Method::DELETE, p) if p.starts_with("/api/sessions/") => end_session(shared, &req, p)?,
         (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CONSOLE_HTML),
         (Method::GET, "/__cobrowse/console.js") => {
@@ -85,8 +93,10 @@ struct CreateSession {
 async fn create_session(
     shared: &Shared,
     req: Request<Incoming>,
+    client: IpAddr,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     authorize(shared, req.headers(), None)?;
+    limit_sessions(shared, client)?;
     let limit = shared.config.limits.max_api_body;
     let bytes = Limited::new(req.into_body(), limit)
         .collect()
@@ -164,7 +174,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {shape}: {e}")))
 }
 
-fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+fn go(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let query = req.uri().query().unwrap_or_default();
     let param = |name: &str| {
         url::form_urlencoded::parse(query.as_bytes())
@@ -172,6 +186,7 @@ fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, P
             .map(|(_, v)| v.into_owned())
     };
     authorize(shared, req.headers(), param("token").as_deref())?;
+    limit_sessions(shared, client)?;
     let target = param("url").ok_or_else(|| ProxyError::BadRequest("missing ?url=".into()))?;
     let session = start_session(shared, &target)?;
     let location = visitor_url(shared, &session)?;
@@ -203,6 +218,15 @@ fn authorize(
     }
 }
 
+/// Counted after the token check, so a stranger without the token cannot spend a client's budget.
+fn limit_sessions(shared: &Shared, client: IpAddr) -> Result<(), ProxyError> {
+    if shared.client_limits.allow_session(client) {
+        Ok(())
+    } else {
+        Err(ProxyError::TooManyRequests("sessions"))
+    }
+}
+
 fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session>, ProxyError> {
     let url =
         Url::parse(target.trim()).map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
@@ -215,6 +239,11 @@ fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session
     }
     if shared.public.covers_host(&origin.host_str()) {
         return Err(ProxyError::Forbidden("that URL is the proxy itself".into()));
+    }
+    if !shared.config.targets.permits(&origin.host_str()) {
+        return Err(ProxyError::Forbidden(
+            "this deployment does not allow co-browsing that host".into(),
+        ));
     }
     Ok(shared.sessions.create(url))
 }

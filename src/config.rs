@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::access::{AccessConfig, TargetPolicy};
 use crate::url_codec::{CodecError, PublicOrigin};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum ConfigError {
     TokenRequired(SocketAddr),
     #[error("invalid --no-intercept {0:?}: expected a host or *.suffix")]
     NoIntercept(String),
+    #[error(transparent)]
+    Target(#[from] crate::access::PatternError),
 }
 
 /// The file form of the configuration: every key is optional and defaults as documented on [`Config`].
@@ -47,6 +50,7 @@ pub struct FileConfig {
     pub no_intercept: Vec<String>,
     pub cache: CacheConfig,
     pub relay: RelayConfig,
+    pub access: AccessConfig,
 }
 
 impl FileConfig {
@@ -303,6 +307,10 @@ pub struct Config {
     pub no_intercept: Vec<HostPattern>,
     pub cache: CacheConfig,
     pub relay: RelayConfig,
+    /// Rate limits per client address (the target lists are compiled into `targets`).
+    pub access: AccessConfig,
+    /// Which target hosts the deployment allows (`--allow-target`, `--deny-target`).
+    pub targets: TargetPolicy,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -315,6 +323,8 @@ pub struct Overrides {
     pub api_token: Option<String>,
     pub ca_dir: Option<PathBuf>,
     pub no_intercept: Vec<String>,
+    pub allow_targets: Vec<String>,
+    pub deny_targets: Vec<String>,
 }
 
 impl Config {
@@ -355,6 +365,14 @@ impl Config {
             .iter()
             .map(|s| HostPattern::parse(s).ok_or_else(|| ConfigError::NoIntercept(s.clone())))
             .collect::<Result<_, _>>()?;
+        let mut access = file.access;
+        if !over.allow_targets.is_empty() {
+            access.allow_targets = over.allow_targets;
+        }
+        if !over.deny_targets.is_empty() {
+            access.deny_targets = over.deny_targets;
+        }
+        let targets = TargetPolicy::compile(&access.allow_targets, &access.deny_targets)?;
         Ok(Config {
             listen,
             public: PublicOrigin::parse(&public_url)?,
@@ -371,6 +389,8 @@ impl Config {
             no_intercept,
             cache: file.cache,
             relay: file.relay,
+            access,
+            targets,
         })
     }
 

@@ -42,6 +42,8 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
+    #[error("too many {0} from this address; try again in a minute")]
+    TooManyRequests(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +71,7 @@ impl ProxyError {
             ProxyError::Loop(_) => StatusCode::LOOP_DETECTED,
             ProxyError::Upstream(e) => e.status(),
             ProxyError::Relay(e) => e.status(),
+            ProxyError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,6 +115,9 @@ pub fn respond(err: &ProxyError, format: ErrorFormat) -> Response<ProxyBody> {
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
     );
+    if matches!(err, ProxyError::TooManyRequests(_)) {
+        headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+    }
     if matches!(err, ProxyError::ProxyAuthRequired) {
         headers.insert(
             header::PROXY_AUTHENTICATE,

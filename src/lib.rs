@@ -16,6 +16,7 @@
 //!
 //! `url_codec` owns the mapping between target origins and proxy hosts that every step relies on.
 
+pub mod access;
 pub mod access_log;
 pub mod agent;
 pub mod api;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub ca: forward::ca::CertificateAuthority,
     /// This process's name in `Via`: a request that already carries it has looped back to us.
     pub via: String,
+    /// Per-client-address rate limits on session creation and relay joins.
+    pub client_limits: access::ClientLimits,
     /// Connection slots shared by accepted connections and the connections served inside CONNECT tunnels.
     pub slots: Arc<Semaphore>,
     /// Cancelled when shutdown begins, so connections served inside tunnels drain too.
@@ -121,6 +124,7 @@ impl Shared {
             )),
             ca,
             via: format!("cobrowse-{via_id:08x}"),
+            client_limits: access::ClientLimits::new(&config.access),
             slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             shutdown: CancellationToken::new(),
             secret: rand::random(),

@@ -76,6 +76,12 @@ struct ServeArgs {
     /// Hosts the forward proxy tunnels blind instead of intercepting (HOST or *.suffix; repeatable).
     #[arg(long, env = "COBROWSE_NO_INTERCEPT", value_delimiter = ',')]
     no_intercept: Vec<String>,
+    /// Only these target hosts may be co-browsed or proxied to (HOST or *.suffix; repeatable).
+    #[arg(long, env = "COBROWSE_ALLOW_TARGET", value_delimiter = ',')]
+    allow_target: Vec<String>,
+    /// Target hosts never co-browsed nor proxied to; wins over --allow-target (repeatable).
+    #[arg(long, env = "COBROWSE_DENY_TARGET", value_delimiter = ',')]
+    deny_target: Vec<String>,
     /// TOML configuration file; every flag has a key of the same name (with underscores).
     #[arg(long, env = "COBROWSE_CONFIG")]
     config: Option<PathBuf>,
@@ -123,6 +129,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         api_token: args.api_token,
         ca_dir: args.ca_dir,
         no_intercept: args.no_intercept,
+        allow_targets: args.allow_target,
+        deny_targets: args.deny_target,
     };
     let config = Config::build(file, overrides).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -141,7 +141,7 @@ async fn answer(
     };
     let tunnelled = info.tunnel.is_some();
     let result: Result<Response<ProxyBody>, ProxyError> = match route {
-        Route::Console => crate::api::handle(&shared, req).await,
+        Route::Console => crate::api::handle(&shared, req, info.peer.ip()).await,
         Route::Proxied { session, target } => {
             crate::proxy::handle(shared.clone(), req, Mode::Session(session), target).await
         }

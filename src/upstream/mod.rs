@@ -41,12 +41,14 @@ pub enum UpstreamError {
     Failed { host: String, detail: String },
     #[error("cannot build the upstream client: {0}")]
     Setup(String),
+    #[error("{host} is not allowed by this deployment's target policy")]
+    Denied { host: String },
 }
 
 impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::Guard { .. } => StatusCode::FORBIDDEN,
+            UpstreamError::Guard { .. } | UpstreamError::Denied { .. } => StatusCode::FORBIDDEN,
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
@@ -55,7 +57,10 @@ impl UpstreamError {
 
     /// A refused target is the client's doing, not the upstream's.
     pub fn is_client_side(&self) -> bool {
-        matches!(self, UpstreamError::Guard { .. })
+        matches!(
+            self,
+            UpstreamError::Guard { .. } | UpstreamError::Denied { .. }
+        )
     }
 }
 
@@ -67,6 +72,7 @@ pub struct Upstream {
     http1_client: Client<Connector, ProxyBody>,
     resolver: GuardedResolver,
     timeouts: UpstreamTimeouts,
+    targets: crate::access::TargetPolicy,
 }
 
 impl Upstream {
@@ -93,6 +99,7 @@ impl Upstream {
             http1_client: pooled_client(https1),
             resolver,
             timeouts: config.upstream.clone(),
+            targets: config.targets.clone(),
         })
     }
 
@@ -108,7 +115,7 @@ impl Upstream {
         upgrade: bool,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let host = req.uri().host().unwrap_or_default().to_owned();
-        self.check_ip_literal(&host)?;
+        self.check_target(&host)?;
         self.apply_resolve_port(&mut req, &host)?;
         let client = if upgrade {
             &self.http1_client
@@ -129,7 +136,7 @@ impl Upstream {
     /// Where a tunnel to `host:port` would go: through `--resolve` and the guard, as every request does.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, UpstreamError> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        self.check_ip_literal(host)?;
+        self.check_target(host)?;
         if let Ok(ip) = bare.parse::<IpAddr>() {
             if self.resolver.rule_for(bare).is_none() {
                 return Ok(vec![SocketAddr::new(ip, port)]);
@@ -188,6 +195,17 @@ impl Upstream {
     }
 
     /// IP-literal targets never reach the resolver, so the guard checks them here.
+    /// The deployment's allow/deny lists, then the guard for an IP literal (names are guarded when
+    /// resolved, on the addresses the connector dials).
+    fn check_target(&self, host: &str) -> Result<(), UpstreamError> {
+        if !self.targets.permits(host) {
+            return Err(UpstreamError::Denied {
+                host: host.to_owned(),
+            });
+        }
+        self.check_ip_literal(host)
+    }
+
     fn check_ip_literal(&self, host: &str) -> Result<(), UpstreamError> {
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         let Ok(ip) = literal.parse() else {
