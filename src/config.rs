@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub cache: CacheConfig,
     pub relay: RelayConfig,
     pub access: AccessConfig,
+    /// DNS servers (`IP:PORT`, UDP) for upstream names instead of the system's resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl FileConfig {
@@ -311,6 +313,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// Which target hosts the deployment allows (`--allow-target`, `--deny-target`).
     pub targets: TargetPolicy,
+    /// DNS servers for upstream names; the system's configuration when empty.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -391,6 +395,7 @@ impl Config {
             relay: file.relay,
             access,
             targets,
+            dns_servers: file.dns_servers,
         })
     }
 

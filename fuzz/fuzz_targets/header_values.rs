@@ -1,4 +1,5 @@
-//! Property: no header value from an upstream makes a header rewriter panic.
+//! Property: no header value from an upstream makes a header rewriter panic, and no request header block
+//! from a client makes the request rewriter panic.
 #![no_main]
 
 mod common;
@@ -19,4 +20,21 @@ fuzz_target!(|data: &[u8]| {
             origin: "http://localhost:8080".into(),
         });
     let _ = cookie::rewrite_set_cookie(value, &target, &map);
+    request_headers(value, &map);
 });
+
+/// Each `name: value` line becomes a request header.
+fn request_headers(block: &str, map: &cobrowse_proxy::url_codec::ProxyMap) {
+    let mut headers = http::HeaderMap::new();
+    for line in block.lines() {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    cobrowse_proxy::headers::request::rewrite(&mut headers, map, false);
+}

@@ -110,10 +110,16 @@ pub struct GuardedResolver {
 }
 
 impl GuardedResolver {
-    pub fn new(rules: Arc<[ResolveRule]>) -> GuardedResolver {
+    /// `servers`: the DNS servers to ask (UDP); the system's configuration when empty.
+    pub fn new(rules: Arc<[ResolveRule]>, servers: &[SocketAddr]) -> GuardedResolver {
+        let dns = if servers.is_empty() {
+            system_resolver()
+        } else {
+            resolver_for(servers)
+        };
         GuardedResolver {
             rules,
-            dns: Arc::new(system_resolver()),
+            dns: Arc::new(dns),
         }
     }
 
@@ -146,6 +152,22 @@ impl GuardedResolver {
         }
         Ok(addrs.into_iter())
     }
+}
+
+fn resolver_for(servers: &[SocketAddr]) -> TokioResolver {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+    let mut config = ResolverConfig::new();
+    for addr in servers {
+        config.add_name_server(NameServerConfig::new(
+            *addr,
+            hickory_resolver::proto::xfer::Protocol::Udp,
+        ));
+    }
+    TokioResolver::builder_with_config(
+        config,
+        hickory_resolver::name_server::TokioConnectionProvider::default(),
+    )
+    .build()
 }
 
 fn system_resolver() -> TokioResolver {

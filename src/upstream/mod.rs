@@ -77,7 +77,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &Config) -> Result<Upstream, UpstreamError> {
-        let resolver = GuardedResolver::new(config.resolve.clone().into());
+        let resolver = GuardedResolver::new(config.resolve.clone().into(), &config.dns_servers);
         let mut http = HttpConnector::new_with_resolver(resolver.clone());
         http.enforce_http(false);
         http.set_nodelay(true);

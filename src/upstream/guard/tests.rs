@@ -75,7 +75,7 @@ fn public_addresses_pass() {
 async fn resolve_rules_bypass_the_guard_and_keep_their_port() {
     let rules: Arc<[ResolveRule]> =
         vec![ResolveRule::parse("*.test=127.0.0.1:9000").unwrap()].into();
-    let r = GuardedResolver::new(rules);
+    let r = GuardedResolver::new(rules, &[]);
     let addrs: Vec<_> = r
         .clone()
         .lookup("www.shop.test".into())
@@ -87,7 +87,7 @@ async fn resolve_rules_bypass_the_guard_and_keep_their_port() {
 
 #[tokio::test]
 async fn names_resolving_to_loopback_are_refused() {
-    let r = GuardedResolver::new(Vec::new().into());
+    let r = GuardedResolver::new(Vec::new().into(), &[]);
     // `localhost` resolves from /etc/hosts without any network.
     match r.lookup("localhost".into()).await {
         Err(ResolveError::Refused(refused)) => assert!(refused.addr.is_loopback()),

@@ -1,0 +1,21 @@
+//! Property: no text a visitor or an agent sends makes the relay's parsers panic; whatever they accept is
+//! a JSON object with a string `t`; and no token an outsider makes up verifies as a credential.
+#![no_main]
+
+use cobrowse_proxy::relay::message::{parse_agent, parse_visitor};
+use cobrowse_proxy::session::Credential;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let visitor = parse_visitor(text);
+    let agent = parse_agent(text);
+    if visitor.is_ok() || agent.is_ok() {
+        let value: serde_json::Value = serde_json::from_str(text).expect("accepted text is JSON");
+        assert!(value.get("t").is_some_and(|t| t.is_string()), "accepted text has a string t");
+    }
+    assert!(
+        Credential::verify(text, std::time::SystemTime::now()).is_err(),
+        "a made-up token never verifies"
+    );
+});
