@@ -8,6 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::body::{full, ProxyBody};
+use crate::data_api::{self, VisitorInput};
 use crate::error::ProxyError;
 use crate::session::{Credential, Role, Session};
 use crate::url_codec::TargetOrigin;
@@ -42,6 +43,9 @@ pub async fn handle(
         (Method::GET, crate::agent::PATH) => return Ok(shared.agent.serve(req.headers())),
         (Method::GET, crate::relay::PATH) => return Ok(shared.relay.upgrade(req)?),
         (Method::DELETE, p) if p.starts_with("/api/sessions/") => end_session(shared, &req, p)?,
+        (_, p) if p.starts_with(data_api::VISITORS) || p == data_api::EVENTS => {
+            data_api::handle(shared, &req).await?
+        }
         (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CONSOLE_HTML),
         (Method::GET, "/__cobrowse/console.js") => {
             text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)
@@ -80,6 +84,8 @@ pub async fn handle(
 #[derive(Deserialize)]
 struct CreateSession {
     url: String,
+    /// What the deployer knows about the visitor (external id, identities), kept as visitor metadata.
+    visitor: Option<VisitorInput>,
 }
 
 async fn create_session(
@@ -95,7 +101,11 @@ async fn create_session(
         .to_bytes();
     let body: CreateSession = serde_json::from_slice(&bytes)
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {{\"url\": \"…\"}}: {e}")))?;
+    let identity = body.visitor.map(VisitorInput::into_identity).transpose()?;
     let session = start_session(shared, &body.url)?;
+    if let Some(identity) = identity {
+        shared.store.identify(&session.id, identity);
+    }
     let json = serde_json::json!({
         "id": session.id.as_str(),
         "visitor_url": visitor_url(shared, &session)?,
@@ -183,7 +193,7 @@ fn go(shared: &Shared, req: &Request<Incoming>) -> Result<Response<ProxyBody>, P
 }
 
 /// The API token, when one is configured, as a Bearer header (or `token` parameter for `/go` links).
-fn authorize(
+pub(crate) fn authorize(
     shared: &Shared,
     headers: &http::HeaderMap,
     param: Option<&str>,
@@ -216,7 +226,10 @@ fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session
     if shared.public.covers_host(&origin.host_str()) {
         return Err(ProxyError::Forbidden("that URL is the proxy itself".into()));
     }
-    Ok(shared.sessions.create(url))
+    let session = shared.sessions.create(url);
+    let created = crate::store::EventName::SessionCreated;
+    shared.store.event(&session.id, created, None, None);
+    Ok(session)
 }
 
 fn visitor_url(shared: &Shared, session: &Session) -> Result<String, ProxyError> {
@@ -247,6 +260,8 @@ fn end_session(
         .ok_or(ProxyError::SessionNotFound)?;
     shared.sessions.remove(&id);
     shared.relay.revoke(&id);
+    let ended = crate::store::EventName::SessionEnded;
+    shared.store.event(&id, ended, None, None);
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
 
@@ -294,13 +309,13 @@ fn agent_view(
     Ok(text(StatusCode::OK, "text/html; charset=utf-8", page))
 }
 
-fn rfc3339(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn text(
+pub(crate) fn text(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<bytes::Bytes>,

@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub no_intercept: Vec<String>,
     pub cache: CacheConfig,
     pub relay: RelayConfig,
+    pub data_dir: Option<PathBuf>,
+    pub debug_events: Option<bool>,
 }
 
 impl FileConfig {
@@ -303,6 +305,11 @@ pub struct Config {
     pub no_intercept: Vec<HostPattern>,
     pub cache: CacheConfig,
     pub relay: RelayConfig,
+    /// Folder of the embedded store (visitor metadata, the debug event log; `docs/DATA-POLICY.md`).
+    /// Default `data`.
+    pub data_dir: PathBuf,
+    /// Whether the content-free event log is written (debugging a deployment). Default false.
+    pub debug_events: bool,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -315,6 +322,9 @@ pub struct Overrides {
     pub api_token: Option<String>,
     pub ca_dir: Option<PathBuf>,
     pub no_intercept: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `--debug-events` given: on whatever the file says (a flag can only switch it on).
+    pub debug_events: bool,
 }
 
 impl Config {
@@ -371,6 +381,11 @@ impl Config {
             no_intercept,
             cache: file.cache,
             relay: file.relay,
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            debug_events: over.debug_events || file.debug_events.unwrap_or(false),
         })
     }
 
@@ -467,6 +482,22 @@ mod tests {
             Duration::from_secs(86_400),
             "never past 24 h"
         );
+    }
+
+    #[test]
+    fn data_defaults_and_overrides() {
+        let c = Config::for_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert!(!c.debug_events, "the event log is off unless asked for");
+        let file: FileConfig =
+            toml::from_str("data_dir = \"/var/lib/x\"\ndebug_events = true").unwrap();
+        let over = Overrides {
+            data_dir: Some("/tmp/y".into()),
+            ..Overrides::default()
+        };
+        let c = Config::build(file, over).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+        assert!(c.debug_events);
     }
 
     #[test]

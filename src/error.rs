@@ -42,6 +42,8 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -51,7 +53,7 @@ impl ProxyError {
         match self {
             ProxyError::Upstream(e) if e.is_client_side() => Side::Client,
             ProxyError::Upstream(_) => Side::Upstream,
-            ProxyError::Internal(_) => Side::Internal,
+            ProxyError::Internal(_) | ProxyError::Store(_) => Side::Internal,
             _ => Side::Client,
         }
     }
@@ -69,6 +71,7 @@ impl ProxyError {
             ProxyError::Loop(_) => StatusCode::LOOP_DETECTED,
             ProxyError::Upstream(e) => e.status(),
             ProxyError::Relay(e) => e.status(),
+            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{empty, ProxyBody};
 use crate::config::RelayConfig;
 use crate::session::{Credential, CredentialError, Role, Sessions};
+use crate::store::{EventName, Sighting, Store};
 use crate::url_codec::{PublicOrigin, SessionId};
 use message::{close, RateLimit};
 use outbox::{Item, Outbox, Push};
@@ -87,6 +88,8 @@ struct Inner {
     sessions: Sessions,
     public: Arc<PublicOrigin>,
     rooms: Rooms,
+    /// Visitor metadata (online, last seen) and the debug event log; never what is relayed.
+    store: Store,
     next_conn: AtomicU64,
     sweeping: AtomicBool,
 }
@@ -103,7 +106,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Relay {
-    pub fn new(config: RelayConfig, sessions: Sessions, public: Arc<PublicOrigin>) -> Relay {
+    pub fn new(
+        config: RelayConfig,
+        sessions: Sessions,
+        public: Arc<PublicOrigin>,
+        store: Store,
+    ) -> Relay {
         Relay {
             inner: Arc::new(Inner {
                 mask: config.mask_selectors.clone().into(),
@@ -111,6 +119,7 @@ impl Relay {
                 sessions,
                 public,
                 rooms: Mutex::new(HashMap::new()),
+                store,
                 next_conn: AtomicU64::new(1),
                 sweeping: AtomicBool::new(false),
             }),
@@ -131,11 +140,12 @@ impl Relay {
             return Err(RelayError::SessionGone);
         }
         self.check_origin(req.headers(), &credential)?;
+        let client = Client::of(&req);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let relay = self.clone();
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
-                relay.serve(upgraded, credential).await;
+                relay.serve(upgraded, credential, client).await;
             }
         });
         Ok(switching_protocols(accept))
@@ -177,7 +187,7 @@ impl Relay {
         lock(&self.inner.rooms).len()
     }
 
-    async fn serve(&self, upgraded: Upgraded, credential: Credential) {
+    async fn serve(&self, upgraded: Upgraded, credential: Credential, client: Client) {
         let cfg = &self.inner.config;
         let max = match credential.role {
             Role::Visitor => cfg.max_visitor_message,
@@ -203,6 +213,7 @@ impl Relay {
             now: Instant::now(),
         };
         self.apply(&entry, &session, join, Some((conn, outbox.clone())));
+        self.note_presence(&entry, &session, role, &client, EventName::RelayJoin);
 
         let (sink, stream) = ws.split();
         let done = CancellationToken::new();
@@ -223,11 +234,38 @@ impl Relay {
             now: Instant::now(),
         };
         self.apply(&entry, &session, leave, None);
+        self.note_presence(&entry, &session, role, &client, EventName::RelayLeave);
         lock(&entry).outboxes.remove(&conn);
         outbox.close(close::NORMAL, "bye");
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         // Who and when only: never a session id, a credential or anything relayed.
         tracing::debug!(role = role.as_str(), "relay connection ended");
+    }
+
+    /// After a join or leave: a visitor's connection updates its metadata (online is what the room says
+    /// after the event, so a page replaced by a newer one does not mark the visitor offline), and the
+    /// debug log notes the event.
+    fn note_presence(
+        &self,
+        entry: &Arc<Mutex<Entry>>,
+        session: &SessionId,
+        role: Role,
+        client: &Client,
+        name: EventName,
+    ) {
+        let store = &self.inner.store;
+        store.event(session, name, Some(role.as_str()), None);
+        if role != Role::Visitor {
+            return;
+        }
+        let online = lock(entry).room.presence().visitor;
+        store.seen(Sighting {
+            visitor: session,
+            ip: client.ip,
+            page: None,
+            user_agent: client.user_agent.as_deref(),
+            online: Some(online),
+        });
     }
 
     fn room(&self, session: &SessionId) -> Arc<Mutex<Entry>> {
@@ -294,6 +332,8 @@ impl Relay {
         drop(guard);
         if end_session {
             self.inner.sessions.remove(session);
+            let ended = EventName::SessionEnded;
+            self.inner.store.event(session, ended, None, None);
         }
         if ended {
             self.forget(session, entry);
@@ -415,6 +455,10 @@ impl Reader<'_> {
         match event {
             Ok(event) => {
                 self.relay.apply(self.entry, self.session, event, None);
+                let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+                let role = Some(self.role.as_str());
+                let store = &self.relay.inner.store;
+                store.event(self.session, EventName::RelayMessage, role, Some(bytes));
                 Ok(())
             }
             Err(e) => {
@@ -452,6 +496,29 @@ async fn write_loop(
         }
     }
     done.cancel();
+}
+
+/// Who opened a relay connection, as far as visitor metadata goes: the socket's peer (no forwarding
+/// header is trusted) and the User-Agent header, which the store reduces to device and browser.
+struct Client {
+    ip: Option<std::net::IpAddr>,
+    user_agent: Option<String>,
+}
+
+impl Client {
+    fn of<B>(req: &Request<B>) -> Client {
+        Client {
+            ip: req
+                .extensions()
+                .get::<crate::server::ClientAddr>()
+                .map(|a| a.0),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
 }
 
 /// `Sec-WebSocket-Accept` for a valid upgrade request.
