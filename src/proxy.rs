@@ -121,7 +121,8 @@ pub async fn handle(
 /// top-level page load (`Sec-Fetch-Dest: document`, or no such header from an older client).
 struct Visit {
     ip: Option<std::net::IpAddr>,
-    user_agent: Option<String>,
+    /// A cheap (reference-counted) copy of the header: most requests never need it.
+    user_agent: Option<http::HeaderValue>,
     top_level: bool,
 }
 
@@ -133,11 +134,7 @@ impl Visit {
                 .extensions()
                 .get::<crate::server::ClientAddr>()
                 .map(|a| a.0),
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
             top_level: dest.is_none_or(|d| d.as_bytes() == b"document"),
         }
     }
@@ -159,7 +156,7 @@ impl Visit {
             visitor: session,
             ip: self.ip,
             page: Some(url),
-            user_agent: self.user_agent.as_deref(),
+            user_agent: self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
             online: None,
         });
         let name = crate::store::EventName::PageView;

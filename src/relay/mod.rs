@@ -8,6 +8,7 @@
 
 pub mod message;
 pub mod outbox;
+mod record;
 pub mod room;
 
 use std::collections::HashMap;
@@ -31,10 +32,11 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{empty, ProxyBody};
 use crate::config::RelayConfig;
 use crate::session::{Credential, CredentialError, Role, Sessions};
-use crate::store::{EventName, Sighting, Store};
+use crate::store::{EventName, Store};
 use crate::url_codec::{PublicOrigin, SessionId};
 use message::{close, RateLimit};
 use outbox::{Item, Outbox, Push};
+use record::Client;
 use room::{Action, ConnId, Event, Room};
 
 pub const PATH: &str = "/__cobrowse/relay";
@@ -242,9 +244,8 @@ impl Relay {
         tracing::debug!(role = role.as_str(), "relay connection ended");
     }
 
-    /// After a join or leave: a visitor's connection updates its metadata (online is what the room says
-    /// after the event, so a page replaced by a newer one does not mark the visitor offline), and the
-    /// debug log notes the event.
+    /// After a join or leave: what the room says now (a page replaced by a newer one leaves the
+    /// visitor online) goes to the store.
     fn note_presence(
         &self,
         entry: &Arc<Mutex<Entry>>,
@@ -253,19 +254,8 @@ impl Relay {
         client: &Client,
         name: EventName,
     ) {
-        let store = &self.inner.store;
-        store.event(session, name, Some(role.as_str()), None);
-        if role != Role::Visitor {
-            return;
-        }
         let online = lock(entry).room.presence().visitor;
-        store.seen(Sighting {
-            visitor: session,
-            ip: client.ip,
-            page: None,
-            user_agent: client.user_agent.as_deref(),
-            online: Some(online),
-        });
+        record::presence(&self.inner.store, session, role, client, online, name);
     }
 
     fn room(&self, session: &SessionId) -> Arc<Mutex<Entry>> {
@@ -455,10 +445,7 @@ impl Reader<'_> {
         match event {
             Ok(event) => {
                 self.relay.apply(self.entry, self.session, event, None);
-                let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
-                let role = Some(self.role.as_str());
-                let store = &self.relay.inner.store;
-                store.event(self.session, EventName::RelayMessage, role, Some(bytes));
+                record::message(&self.relay.inner.store, self.session, self.role, text.len());
                 Ok(())
             }
             Err(e) => {
@@ -496,29 +483,6 @@ async fn write_loop(
         }
     }
     done.cancel();
-}
-
-/// Who opened a relay connection, as far as visitor metadata goes: the socket's peer (no forwarding
-/// header is trusted) and the User-Agent header, which the store reduces to device and browser.
-struct Client {
-    ip: Option<std::net::IpAddr>,
-    user_agent: Option<String>,
-}
-
-impl Client {
-    fn of<B>(req: &Request<B>) -> Client {
-        Client {
-            ip: req
-                .extensions()
-                .get::<crate::server::ClientAddr>()
-                .map(|a| a.0),
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        }
-    }
 }
 
 /// `Sec-WebSocket-Accept` for a valid upgrade request.
