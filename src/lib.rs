@@ -15,6 +15,8 @@
 //! ```
 //!
 //! `url_codec` owns the mapping between target origins and proxy hosts that every step relies on.
+//! `store` is the only thing written to disk besides the local CA: visitor metadata and, when debugging,
+//! a content-free event log, each with its retention (`docs/DATA-POLICY.md`).
 
 pub mod access_log;
 pub mod agent;
