@@ -172,6 +172,15 @@ fn bytes_under(dir: &Path) -> Vec<u8> {
     out
 }
 
+/// Removes the test's data folder however the test ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn holds(bytes: &[u8], needle: &str) -> bool {
     bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -188,6 +197,7 @@ async fn browsing_the_fixture_site_leaves_no_content_in_logs_or_on_disk() {
         std::process::id(),
         rand::random::<u32>()
     ));
+    let _cleanup = RemoveOnDrop(data_dir.clone());
     let stack = support::start_with(support::Options {
         file: cobrowse_proxy::config::FileConfig {
             debug_events: Some(true),
@@ -312,7 +322,6 @@ async fn browsing_the_fixture_site_leaves_no_content_in_logs_or_on_disk() {
 
     let logs = captured.text();
     let disk = bytes_under(&data_dir);
-    let _ = std::fs::remove_dir_all(&data_dir);
     assert!(
         holds(&disk, "www.shop.test") && holds(&disk, "relay.message"),
         "the store did record the visit and the events, so the check below means something"
