@@ -10,6 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::body::{full, ProxyBody};
+use crate::data_api::{self, VisitorInput};
 use crate::error::ProxyError;
 use crate::session::{Credential, Role, Session};
 use crate::url_codec::TargetOrigin;
@@ -50,6 +51,9 @@ pub async fn handle(
             return Ok(shared.relay.upgrade(req)?);
         }
         (Method::DELETE, p) if p.starts_with("/api/sessions/") => end_session(shared, &req, p)?,
+        (_, p) if p.starts_with(data_api::VISITORS) || p == data_api::EVENTS => {
+            data_api::handle(shared, &req).await?
+        }
         (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CONSOLE_HTML),
         (Method::GET, "/__cobrowse/console.js") => {
             text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS)
@@ -88,6 +92,8 @@ pub async fn handle(
 #[derive(Deserialize)]
 struct CreateSession {
     url: String,
+    /// What the deployer knows about the visitor (external id, identities), kept as visitor metadata.
+    visitor: Option<VisitorInput>,
 }
 
 async fn create_session(
@@ -105,7 +111,11 @@ async fn create_session(
         .to_bytes();
     let body: CreateSession = serde_json::from_slice(&bytes)
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {{\"url\": \"…\"}}: {e}")))?;
+    let identity = body.visitor.map(VisitorInput::into_identity).transpose()?;
     let session = start_session(shared, &body.url)?;
+    if let Some(identity) = identity {
+        shared.store.identify(&session.id, identity);
+    }
     let json = serde_json::json!({
         "id": session.id.as_str(),
         "visitor_url": visitor_url(shared, &session)?,
@@ -198,7 +208,7 @@ fn go(
 }
 
 /// The API token, when one is configured, as a Bearer header (or `token` parameter for `/go` links).
-fn authorize(
+pub(crate) fn authorize(
     shared: &Shared,
     headers: &http::HeaderMap,
     param: Option<&str>,
@@ -245,7 +255,10 @@ fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session
             "this deployment does not allow co-browsing that host".into(),
         ));
     }
-    Ok(shared.sessions.create(url))
+    let session = shared.sessions.create(url);
+    let created = crate::store::EventName::SessionCreated;
+    shared.store.event(&session.id, created, None, None);
+    Ok(session)
 }
 
 fn visitor_url(shared: &Shared, session: &Session) -> Result<String, ProxyError> {
@@ -276,6 +289,8 @@ fn end_session(
         .ok_or(ProxyError::SessionNotFound)?;
     shared.sessions.remove(&id);
     shared.relay.revoke(&id);
+    let ended = crate::store::EventName::SessionEnded;
+    shared.store.event(&id, ended, None, None);
     Ok(text(StatusCode::NO_CONTENT, "text/plain", ""))
 }
 
@@ -323,13 +338,13 @@ fn agent_view(
     Ok(text(StatusCode::OK, "text/html; charset=utf-8", page))
 }
 
-fn rfc3339(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn text(
+pub(crate) fn text(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<bytes::Bytes>,

@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub access: AccessConfig,
     /// DNS servers (`IP:PORT`, UDP) for upstream names instead of the system's resolver configuration.
     pub dns_servers: Vec<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub debug_events: Option<bool>,
 }
 
 impl FileConfig {
@@ -315,6 +317,11 @@ pub struct Config {
     pub targets: TargetPolicy,
     /// DNS servers for upstream names; the system's configuration when empty.
     pub dns_servers: Vec<SocketAddr>,
+    /// Folder of the embedded store (visitor metadata, the debug event log; `docs/DATA-POLICY.md`).
+    /// Default `data`.
+    pub data_dir: PathBuf,
+    /// Whether the content-free event log is written (debugging a deployment). Default false.
+    pub debug_events: bool,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -329,6 +336,9 @@ pub struct Overrides {
     pub no_intercept: Vec<String>,
     pub allow_targets: Vec<String>,
     pub deny_targets: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `--debug-events` given: on whatever the file says (a flag can only switch it on).
+    pub debug_events: bool,
 }
 
 impl Config {
@@ -396,6 +406,11 @@ impl Config {
             access,
             targets,
             dns_servers: file.dns_servers,
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            debug_events: over.debug_events || file.debug_events.unwrap_or(false),
         })
     }
 
@@ -492,6 +507,22 @@ mod tests {
             Duration::from_secs(86_400),
             "never past 24 h"
         );
+    }
+
+    #[test]
+    fn data_defaults_and_overrides() {
+        let c = Config::for_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert!(!c.debug_events, "the event log is off unless asked for");
+        let file: FileConfig =
+            toml::from_str("data_dir = \"/var/lib/x\"\ndebug_events = true").unwrap();
+        let over = Overrides {
+            data_dir: Some("/tmp/y".into()),
+            ..Overrides::default()
+        };
+        let c = Config::build(file, over).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+        assert!(c.debug_events);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub enum ProxyError {
     Relay(#[from] crate::relay::RelayError),
     #[error("too many {0} from this address; try again in a minute")]
     TooManyRequests(&'static str),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,7 +55,7 @@ impl ProxyError {
         match self {
             ProxyError::Upstream(e) if e.is_client_side() => Side::Client,
             ProxyError::Upstream(_) => Side::Upstream,
-            ProxyError::Internal(_) => Side::Internal,
+            ProxyError::Internal(_) | ProxyError::Store(_) => Side::Internal,
             _ => Side::Client,
         }
     }
@@ -72,6 +74,7 @@ impl ProxyError {
             ProxyError::Upstream(e) => e.status(),
             ProxyError::Relay(e) => e.status(),
             ProxyError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

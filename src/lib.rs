@@ -15,6 +15,8 @@
 //! ```
 //!
 //! `url_codec` owns the mapping between target origins and proxy hosts that every step relies on.
+//! `store` is the only thing written to disk besides the local CA: visitor metadata and, when debugging,
+//! a content-free event log, each with its retention (`docs/DATA-POLICY.md`).
 
 pub mod access;
 pub mod access_log;
@@ -23,10 +25,12 @@ pub mod api;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod data_api;
 pub mod error;
 pub mod fixture;
 pub mod forward;
 pub mod headers;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod relay;
@@ -35,6 +39,7 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod url_codec;
@@ -62,6 +67,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Public assets from memory (`docs/cache.md`); it stores upstream responses, never rewritten ones.
     pub cache: cache::Cache,
+    /// Visitor metadata and the debug event log, on disk (`docs/DATA-POLICY.md`).
+    pub store: store::Store,
     /// Rewritten scripts by content hash, so each distinct script is parsed once.
     pub scripts: Arc<rewrite::script::ScriptCache>,
     /// The local CA that signs a leaf per intercepted host.
@@ -85,6 +92,8 @@ pub enum StartError {
     Upstream(#[from] upstream::UpstreamError),
     #[error("local CA: {0}")]
     Ca(#[from] forward::ca::CaError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 impl Shared {
@@ -92,7 +101,8 @@ impl Shared {
         Shared::with_clock(config, Arc::new(cache::SystemClock))
     }
 
-    /// Like [`Shared::new`], with the clock the cache decides freshness and its 24-hour cap by (tests).
+    /// Like [`Shared::new`], with the clock the cache decides freshness and its 24-hour cap by, and the
+    /// store its retention (tests).
     pub fn with_clock(
         config: Config,
         clock: Arc<dyn cache::Clock>,
@@ -100,7 +110,13 @@ impl Shared {
         let upstream = upstream::Upstream::new(&config)?;
         let public = Arc::new(config.public.clone());
         let sessions = session::Sessions::new(config.session_ttl);
-        let relay = relay::Relay::new(config.relay.clone(), sessions.clone(), public.clone());
+        let store = store::Store::open(&config.data_dir, clock.clone(), config.debug_events)?;
+        let relay = relay::Relay::new(
+            config.relay.clone(),
+            sessions.clone(),
+            public.clone(),
+            store.clone(),
+        );
         // Created on first start, so `ca path` and browsers have it at once.
         let (ca, _) = forward::ca::CertificateAuthority::load_or_create(&config.ca_dir)?;
         let via_id: u32 = rand::random();
@@ -119,6 +135,7 @@ impl Shared {
             agent: agent::Agent::new(),
             metrics,
             cache,
+            store,
             scripts: Arc::new(rewrite::script::ScriptCache::new(
                 config.limits.script_cache,
             )),
@@ -163,7 +180,8 @@ pub async fn run(
     run_with_clock(config, Arc::new(cache::SystemClock), listener, shutdown).await
 }
 
-/// [`run`] with the cache's clock injected, so tests can move time past the 24-hour cap.
+/// [`run`] with the clock injected, so tests can move time past the cache's 24-hour cap and the store's
+/// retention periods. The store is closed once the server has drained.
 pub async fn run_with_clock(
     config: Config,
     clock: Arc<dyn cache::Clock>,
@@ -171,6 +189,8 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let shared = Shared::with_clock(config, clock)?;
-    server::serve(shared, listener, shutdown).await;
+    shared.store.spawn_sweeper(shared.shutdown.clone());
+    server::serve(shared.clone(), listener, shutdown).await;
+    shared.store.close().await;
     Ok(())
 }

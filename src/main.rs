@@ -82,6 +82,12 @@ struct ServeArgs {
     /// Target hosts never co-browsed nor proxied to; wins over --allow-target (repeatable).
     #[arg(long, env = "COBROWSE_DENY_TARGET", value_delimiter = ',')]
     deny_target: Vec<String>,
+    /// Folder of the embedded store: visitor metadata and the debug event log [default: data].
+    #[arg(long, env = "COBROWSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep the content-free event log (names, sizes, times; 7 days) for debugging this deployment.
+    #[arg(long, env = "COBROWSE_DEBUG_EVENTS")]
+    debug_events: bool,
     /// TOML configuration file; every flag has a key of the same name (with underscores).
     #[arg(long, env = "COBROWSE_CONFIG")]
     config: Option<PathBuf>,
@@ -131,6 +137,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         no_intercept: args.no_intercept,
         allow_targets: args.allow_target,
         deny_targets: args.deny_target,
+        data_dir: args.data_dir,
+        debug_events: args.debug_events,
     };
     let config = Config::build(file, overrides).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -170,14 +178,10 @@ fn ca(command: CaCommand, dir: &std::path::Path) -> Result<(), String> {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COBROWSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::util::SubscriberInitExt;
+    let directives = std::env::var("COBROWSE_LOG").unwrap_or_else(|_| "info".to_owned());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    cobrowse_proxy::logging::subscriber(&directives, std::io::stderr, ansi).init();
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -70,13 +70,15 @@ pub async fn handle(
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let method = req.method().clone();
     let dest = rewrite::Destination::from_request(req.headers());
+    let visit = Visit::of(&req);
 
     let upstream_req = upstream_request(req, &url, map.as_ref(), websocket, &shared.via)?;
     let (mut response, cache_status) = shared.cache.fetch(upstream_req, &shared, websocket).await?;
 
     let mut plan = rewrite::plan(&method, response.status(), response.headers(), dest);
-    if map.is_none() {
-        plan = plan.for_forward();
+    match &map {
+        Some(map) => visit.note(&shared, map.session(), &url, response.status(), plan.kind),
+        None => plan = plan.for_forward(),
     }
     let agent = agent_sources(&shared, map.as_ref(), &target);
     let upgraded = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -113,6 +115,53 @@ pub async fn handle(
     };
     let body = response_body(&shared, body, plan, exchange).await?;
     Ok(Response::from_parts(parts, body))
+}
+
+/// What visitor metadata takes from a request: the peer address, the User-Agent, and whether it is a
+/// top-level page load (`Sec-Fetch-Dest: document`, or no such header from an older client).
+struct Visit {
+    ip: Option<std::net::IpAddr>,
+    /// A cheap (reference-counted) copy of the header: most requests never need it.
+    user_agent: Option<http::HeaderValue>,
+    top_level: bool,
+}
+
+impl Visit {
+    fn of(req: &Request<Incoming>) -> Visit {
+        let dest = req.headers().get("sec-fetch-dest");
+        Visit {
+            ip: req
+                .extensions()
+                .get::<crate::server::ClientAddr>()
+                .map(|a| a.0),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            top_level: dest.is_none_or(|d| d.as_bytes() == b"document"),
+        }
+    }
+
+    /// A session's page that loaded: the visitor's last page, IP and device (the store drops the
+    /// query and fragment). Frames, assets and failed loads are not the visitor's page.
+    fn note(
+        &self,
+        shared: &Shared,
+        session: &SessionId,
+        url: &Url,
+        status: http::StatusCode,
+        kind: Kind,
+    ) {
+        if !(self.top_level && status.is_success() && matches!(kind, Kind::Html(_))) {
+            return;
+        }
+        shared.store.seen(crate::store::Sighting {
+            visitor: session,
+            ip: self.ip,
+            page: Some(url),
+            user_agent: self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            online: None,
+        });
+        let name = crate::store::EventName::PageView;
+        shared.store.event(session, name, Some("visitor"), None);
+    }
 }
 
 /// What the body transforms need to know about one exchange. `map` is `None` in the forward proxy.

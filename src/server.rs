@@ -40,6 +40,10 @@ pub struct ConnInfo {
     pub tunnel: Option<TargetOrigin>,
 }
 
+/// The client's address, in every request's extensions: the socket's peer, never a forwarding header.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Serves `listener` until `shutdown` resolves, then drains open connections (tunnelled ones too).
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
@@ -127,10 +131,11 @@ where
 /// Routes one request and turns any error into its answer: the single error edge.
 async fn answer(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     info: &ConnInfo,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    req.extensions_mut().insert(ClientAddr(info.peer.ip()));
     let route = classify(&req, &shared.public, info.tunnel.as_ref());
     let route_name = route.name();
     let method = req.method().clone();

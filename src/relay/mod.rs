@@ -8,6 +8,7 @@
 
 pub mod message;
 pub mod outbox;
+mod record;
 pub mod room;
 
 use std::collections::HashMap;
@@ -31,9 +32,11 @@ use tokio_util::sync::CancellationToken;
 use crate::body::{empty, ProxyBody};
 use crate::config::RelayConfig;
 use crate::session::{Credential, CredentialError, Role, Sessions};
+use crate::store::{EventName, Store};
 use crate::url_codec::{PublicOrigin, SessionId};
 use message::{close, RateLimit};
 use outbox::{Item, Outbox, Push};
+use record::Client;
 use room::{Action, ConnId, Event, Room};
 
 pub const PATH: &str = "/__cobrowse/relay";
@@ -87,6 +90,8 @@ struct Inner {
     sessions: Sessions,
     public: Arc<PublicOrigin>,
     rooms: Rooms,
+    /// Visitor metadata (online, last seen) and the debug event log; never what is relayed.
+    store: Store,
     next_conn: AtomicU64,
     sweeping: AtomicBool,
 }
@@ -103,7 +108,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Relay {
-    pub fn new(config: RelayConfig, sessions: Sessions, public: Arc<PublicOrigin>) -> Relay {
+    pub fn new(
+        config: RelayConfig,
+        sessions: Sessions,
+        public: Arc<PublicOrigin>,
+        store: Store,
+    ) -> Relay {
         Relay {
             inner: Arc::new(Inner {
                 mask: config.mask_selectors.clone().into(),
@@ -111,6 +121,7 @@ impl Relay {
                 sessions,
                 public,
                 rooms: Mutex::new(HashMap::new()),
+                store,
                 next_conn: AtomicU64::new(1),
                 sweeping: AtomicBool::new(false),
             }),
@@ -131,11 +142,12 @@ impl Relay {
             return Err(RelayError::SessionGone);
         }
         self.check_origin(req.headers(), &credential)?;
+        let client = Client::of(&req);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let relay = self.clone();
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
-                relay.serve(upgraded, credential).await;
+                relay.serve(upgraded, credential, client).await;
             }
         });
         Ok(switching_protocols(accept))
@@ -177,7 +189,7 @@ impl Relay {
         lock(&self.inner.rooms).len()
     }
 
-    async fn serve(&self, upgraded: Upgraded, credential: Credential) {
+    async fn serve(&self, upgraded: Upgraded, credential: Credential, client: Client) {
         let cfg = &self.inner.config;
         let max = match credential.role {
             Role::Visitor => cfg.max_visitor_message,
@@ -203,6 +215,7 @@ impl Relay {
             now: Instant::now(),
         };
         self.apply(&entry, &session, join, Some((conn, outbox.clone())));
+        self.note_presence(&entry, &session, role, &client, EventName::RelayJoin);
 
         let (sink, stream) = ws.split();
         let done = CancellationToken::new();
@@ -223,11 +236,26 @@ impl Relay {
             now: Instant::now(),
         };
         self.apply(&entry, &session, leave, None);
+        self.note_presence(&entry, &session, role, &client, EventName::RelayLeave);
         lock(&entry).outboxes.remove(&conn);
         outbox.close(close::NORMAL, "bye");
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         // Who and when only: never a session id, a credential or anything relayed.
         tracing::debug!(role = role.as_str(), "relay connection ended");
+    }
+
+    /// After a join or leave: what the room says now (a page replaced by a newer one leaves the
+    /// visitor online) goes to the store.
+    fn note_presence(
+        &self,
+        entry: &Arc<Mutex<Entry>>,
+        session: &SessionId,
+        role: Role,
+        client: &Client,
+        name: EventName,
+    ) {
+        let online = lock(entry).room.presence().visitor;
+        record::presence(&self.inner.store, session, role, client, online, name);
     }
 
     fn room(&self, session: &SessionId) -> Arc<Mutex<Entry>> {
@@ -294,6 +322,8 @@ impl Relay {
         drop(guard);
         if end_session {
             self.inner.sessions.remove(session);
+            let ended = EventName::SessionEnded;
+            self.inner.store.event(session, ended, None, None);
         }
         if ended {
             self.forget(session, entry);
@@ -415,6 +445,7 @@ impl Reader<'_> {
         match event {
             Ok(event) => {
                 self.relay.apply(self.entry, self.session, event, None);
+                record::message(&self.relay.inner.store, self.session, self.role, text.len());
                 Ok(())
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forward;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,10 @@ pub struct Stack {
     pub proxy: SocketAddr,
     /// The proxy's local CA folder (a fresh temporary one per stack).
     pub ca_dir: PathBuf,
+    /// The proxy's data folder (a fresh temporary one per stack unless the test gave one).
+    pub data_dir: PathBuf,
+    /// Whether `stop` removes `data_dir` (only when the stack made it).
+    owns_data_dir: bool,
     /// `http://localhost:<port>`
     pub public: String,
     stop: Option<oneshot::Sender<()>>,
@@ -34,8 +39,10 @@ pub struct Options {
     pub trust_origin_ca: bool,
     pub extra_resolve: Vec<String>,
     pub file: FileConfig,
-    /// The cache's clock; the real one when `None`.
+    /// The cache's and the store's clock; the real one when `None`.
     pub clock: Option<std::sync::Arc<dyn cobrowse_proxy::cache::Clock>>,
+    /// The store's folder, kept after `stop` (restart tests); a fresh temporary one when `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -45,6 +52,7 @@ impl Default for Options {
             extra_resolve: Vec::new(),
             file: FileConfig::default(),
             clock: None,
+            data_dir: None,
         }
     }
 }
@@ -95,6 +103,14 @@ pub async fn start_with(options: Options) -> Stack {
             proxy.port()
         ))
     });
+    let owns_data_dir = options.data_dir.is_none();
+    let data_dir = options.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "cobrowse-test-data-{}-{}",
+            std::process::id(),
+            proxy.port()
+        ))
+    });
     // Made here rather than by the spawned server, so tests can read it as soon as `start` returns.
     cobrowse_proxy::forward::ca::CertificateAuthority::load_or_create(&ca_dir).expect("local CA");
     let over = Overrides {
@@ -102,6 +118,7 @@ pub async fn start_with(options: Options) -> Stack {
         resolve,
         upstream_ca,
         ca_dir: Some(ca_dir.clone()),
+        data_dir: Some(data_dir.clone()),
         ..Overrides::default()
     };
     let config = Config::build(options.file, over).expect("valid test config");
@@ -122,6 +139,8 @@ pub async fn start_with(options: Options) -> Stack {
         origin,
         proxy,
         ca_dir,
+        data_dir,
+        owns_data_dir,
         public,
         stop: Some(stop),
         server: Some(server),
@@ -250,5 +269,8 @@ impl Stack {
             let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
         }
         let _ = std::fs::remove_dir_all(&self.ca_dir);
+        if self.owns_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
