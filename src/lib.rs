@@ -26,6 +26,7 @@ pub mod error;
 pub mod fixture;
 pub mod forward;
 pub mod headers;
+pub mod loadtest;
 pub mod metrics;
 pub mod proxy;
 pub mod relay;
