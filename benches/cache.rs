@@ -36,9 +36,12 @@ async fn setup() -> Bench {
     let origin = FixtureOrigin::start(root).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
+    let scratch = std::env::temp_dir().join(format!("cobrowse-bench-cache-{}", std::process::id()));
     let over = Overrides {
         listen: Some(proxy),
         resolve: vec![origin.resolve_rule()],
+        ca_dir: Some(scratch.join("ca")),
+        data_dir: Some(scratch.join("data")),
         ..Overrides::default()
     };
     let config = Config::build(FileConfig::default(), over).unwrap();

@@ -57,6 +57,7 @@ async fn start() -> Bench {
         resolve: vec![origin.resolve_rule()],
         upstream_ca: vec![origin_ca],
         ca_dir: Some(tmp.join("ca")),
+        data_dir: Some(tmp.join("data")),
         ..Overrides::default()
     };
     let config = Config::build(FileConfig::default(), over).unwrap();

@@ -426,9 +426,14 @@ impl Config {
     }
 
     /// A configuration for tests and tools: defaults on the given listener.
+    /// The CA and the store go to a scratch folder, so tools never write into the working directory.
     pub fn for_listener(listen: SocketAddr) -> Result<Config, ConfigError> {
+        let scratch =
+            std::env::temp_dir().join(format!("cobrowse-{}-{}", std::process::id(), listen.port()));
         let over = Overrides {
             listen: Some(listen),
+            ca_dir: Some(scratch.join("ca")),
+            data_dir: Some(scratch.join("data")),
             ..Overrides::default()
         };
         Config::build(FileConfig::default(), over)

@@ -30,6 +30,7 @@ pub mod error;
 pub mod fixture;
 pub mod forward;
 pub mod headers;
+pub mod loadtest;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -33,6 +33,8 @@ enum Command {
         #[arg(long, env = "COBROWSE_API_TOKEN")]
         api_token: Option<String>,
     },
+    /// Measure the proxy against the fixture origin direct, on loopback (see `docs/PERFORMANCE.md`).
+    Loadtest(LoadtestArgs),
     /// The local certificate authority used to intercept TLS in the forward proxy.
     Ca {
         #[command(subcommand)]
@@ -93,9 +95,46 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct LoadtestArgs {
+    /// Concurrent virtual visitors, each loading a page and its assets over up to six connections.
+    #[arg(long, default_value_t = 8)]
+    visitors: usize,
+    /// Seconds measured per side (proxied, then direct) of each variant.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before each side (connections made, caches filled).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// rewrite, forward, forward-tls, cache-cold, cache-warm or all (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    variant: Vec<String>,
+    /// Also measure the proxy's memory (a proxy process of its own): idle, idle connections, streaming.
+    #[arg(long)]
+    memory: bool,
+    /// Idle keep-alive connections held for the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// MiB streamed through each proxy mode for the memory measurement.
+    #[arg(long, default_value_t = 1024)]
+    stream_mib: u64,
+    /// The fixture sites.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sites"))]
+    sites: PathBuf,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The load test's proxy would log every request it measures; its figures are of the proxy, not of
+    // writing access logs to a terminal, so it logs warnings only unless COBROWSE_LOG says otherwise.
+    let default_level = match cli.command {
+        Command::Loadtest(_) => "warn",
+        _ => "info",
+    };
+    init_logging(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,6 +153,7 @@ fn main() -> ExitCode {
             &server,
             api_token.as_deref(),
         )),
+        Command::Loadtest(args) => runtime.block_on(loadtest(args)),
         Command::Ca { command, dir } => ca(command, &dir),
     };
     match result {
@@ -157,6 +197,48 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+async fn loadtest(args: LoadtestArgs) -> Result<(), String> {
+    use cobrowse_proxy::loadtest::{self, Variant};
+    let mut variants = Vec::new();
+    for name in &args.variant {
+        if name == "all" {
+            variants.extend(Variant::ALL);
+        } else if name != "none" {
+            variants.push(name.parse::<Variant>()?);
+        }
+    }
+    let seconds = |s: f64| std::time::Duration::try_from_secs_f64(s).map_err(|e| e.to_string());
+    let options = loadtest::Options {
+        visitors: args.visitors.max(1),
+        duration: seconds(args.duration)?,
+        warmup: seconds(args.warmup)?,
+        variants,
+        sites: args.sites.clone(),
+    };
+    let mut report = loadtest::run(&options).await.map_err(|e| e.to_string())?;
+    if args.memory {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+        let memory = loadtest::MemoryOptions {
+            proxy_exe: exe,
+            sites: args.sites,
+            idle_connections: args.idle_connections,
+            stream_mib: args.stream_mib,
+        };
+        report.memory = Some(
+            loadtest::measure_memory(&memory)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
 fn ca(command: CaCommand, dir: &std::path::Path) -> Result<(), String> {
     use cobrowse_proxy::forward::ca::{cert_path, CertificateAuthority};
     let (authority, created) =
@@ -177,9 +259,9 @@ fn ca(command: CaCommand, dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn init_logging() {
+fn init_logging(default_level: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
-    let directives = std::env::var("COBROWSE_LOG").unwrap_or_else(|_| "info".to_owned());
+    let directives = std::env::var("COBROWSE_LOG").unwrap_or_else(|_| default_level.to_owned());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     cobrowse_proxy::logging::subscriber(&directives, std::io::stderr, ansi).init();
 }

@@ -3,8 +3,9 @@
 //! before any page script.
 //!
 //! Most URLs in a page are relative or root-relative; on a per-origin proxy host those resolve correctly
-//! as written, so each handler first asks [`needs_resolving`] on the raw value and returns at once. Only
-//! values naming another origin are entity-decoded, resolved and rewritten.
+//! as written, so the element handler (`html/element.rs`, one `*` selector for everything) first asks
+//! `needs_resolving` on the raw value and moves on. Only values naming another origin are entity-decoded,
+//! resolved and rewritten.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,35 +15,10 @@ use lol_html::{element, end, text, AsciiCompatibleEncoding, MemorySettings};
 use url::Url;
 
 use super::css::rewrite_css_str;
-use super::js;
 use super::script::ScriptCache;
-use super::{srcset, RewriteError, Transform};
+use super::{RewriteError, Transform};
 use crate::headers::{csp, refresh};
-use crate::url_codec::{needs_resolving, ProxyMap, TargetOrigin};
-
-/// Attributes whose whole value is one URL, by the selector that finds them (HTML, SVG and obsolete ones
-/// browsers still load).
-const URL_ATTRIBUTES: &[(&str, &str)] = &[
-    ("[href]", "href"),
-    ("[src]", "src"),
-    ("[action]", "action"),
-    ("[formaction]", "formaction"),
-    ("[poster]", "poster"),
-    ("object[data]", "data"),
-    ("object[codebase]", "codebase"),
-    ("applet[codebase]", "codebase"),
-    ("[cite]", "cite"),
-    ("[background]", "background"),
-    ("[longdesc]", "longdesc"),
-    ("html[manifest]", "manifest"),
-    ("[icon]", "icon"),
-    ("[lowsrc]", "lowsrc"),
-    ("[xlink\\:href]", "xlink:href"),
-];
-
-/// Attributes holding URL lists.
-const SRCSET_ATTRIBUTES: &[(&str, &str)] =
-    &[("[srcset]", "srcset"), ("[imagesrcset]", "imagesrcset")];
+use crate::url_codec::{ProxyMap, TargetOrigin};
 
 /// Everything one document's rewrite needs.
 pub struct HtmlContext {
@@ -74,8 +50,8 @@ struct Doc {
     inline: String,
     inline_overflow: bool,
     inline_limit: usize,
-    /// Whether the `<script>` being read holds JavaScript (not JSON, an import map, a template…).
-    script_is_js: bool,
+    /// What the `<script>` being read holds: its text is rewritten as JavaScript, as an import map, or not.
+    script: ScriptKind,
     scripts: Arc<ScriptCache>,
 }
 
@@ -152,6 +128,7 @@ impl Transform for HtmlTransform {
 
 fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
     let agent_tag: Arc<str> = ctx.agent_tag.into();
+    let agent_tag_end = agent_tag.clone();
     let doc: Shared = Arc::new(Mutex::new(Doc {
         map: ctx.map,
         base: ctx.url.clone(),
@@ -163,14 +140,24 @@ fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
         inline: String::new(),
         inline_overflow: false,
         inline_limit: ctx.inline_limit,
-        script_is_js: false,
+        script: ScriptKind::Other,
         scripts: ctx.scripts,
     }));
     let mut settings = base_settings(ctx.encoding, ctx.memory_limit);
-    settings = add_injection(settings, &doc, agent_tag);
-    settings = add_url_attributes(settings, &doc);
-    settings = add_special_elements(settings, &doc);
-    settings
+    let (d_el, d_end) = (doc.clone(), doc.clone());
+    settings = settings
+        // The only element selector: see `element.rs` for why one catch-all beats one selector per attribute.
+        .append_element_content_handler(element!("*", move |el| {
+            element::on_element(el, &d_el, &agent_tag);
+            Ok(())
+        }))
+        .append_document_content_handler(end!(move |end| {
+            if !lock(&d_end).injected {
+                end.append(&agent_tag_end, ContentType::Html);
+            }
+            Ok(())
+        }));
+    add_inline_text(settings, &doc)
 }
 
 /// What every document rewrite starts from: its encoding, a memory cap, and bail-out to passthrough
@@ -209,87 +196,13 @@ pub(super) fn place_agent(
     }
 }
 
-fn add_injection(
-    settings: Settings<'static, 'static>,
-    doc: &Shared,
-    tag: Arc<str>,
-) -> Settings<'static, 'static> {
-    let (d1, t1) = (doc.clone(), tag.clone());
-    let (d2, t2) = (doc.clone(), tag);
-    settings
-        .append_element_content_handler(element!("*", move |el| {
-            rewrite_event_handlers(el, &d1);
-            let mut d = lock(&d1);
-            if !d.injected {
-                d.injected = place_agent(el, &t1);
-            }
-            Ok(())
-        }))
-        .append_document_content_handler(end!(move |end| {
-            if !lock(&d2).injected {
-                end.append(&t2, ContentType::Html);
-            }
-            Ok(())
-        }))
-}
-
-fn add_url_attributes(
-    mut settings: Settings<'static, 'static>,
-    doc: &Shared,
-) -> Settings<'static, 'static> {
-    for &(selector, attr) in URL_ATTRIBUTES {
-        let d = doc.clone();
-        settings = settings.append_element_content_handler(element!(selector, move |el| {
-            rewrite_attribute(el, attr, &d, Check::Url, |doc, value| {
-                doc.map.rewrite_reference(&doc.base, value)
-            });
-            Ok(())
-        }));
-    }
-    for &(selector, attr) in SRCSET_ATTRIBUTES {
-        let d = doc.clone();
-        settings = settings.append_element_content_handler(element!(selector, move |el| {
-            rewrite_attribute(el, attr, &d, Check::Srcset, |doc, value| {
-                srcset::rewrite(value, |u| doc.map.rewrite_reference(&doc.base, u))
-            });
-            Ok(())
-        }));
-    }
-    let d = doc.clone();
-    settings = settings.append_element_content_handler(element!("[ping]", move |el| {
-        rewrite_attribute(el, "ping", &d, Check::List, |doc, value| {
-            rewrite_url_list(value, |u| doc.map.rewrite_reference(&doc.base, u))
-        });
-        Ok(())
-    }));
-    let d = doc.clone();
-    settings.append_element_content_handler(element!("[style]", move |el| {
-        rewrite_style_attribute(el, &d);
-        Ok(())
-    }))
-}
-
-fn add_special_elements(
+/// Raw text of `<style>` and `<script>`: gathered whole, then rewritten as CSS, JavaScript or an import map.
+fn add_inline_text(
     settings: Settings<'static, 'static>,
     doc: &Shared,
 ) -> Settings<'static, 'static> {
-    let (d_base, d_meta, d_style, d_map) = (doc.clone(), doc.clone(), doc.clone(), doc.clone());
-    let (d_kind, d_js) = (doc.clone(), doc.clone());
+    let (d_style, d_script) = (doc.clone(), doc.clone());
     settings
-        // Registered after the generic [href] handler, which has already rewritten the attribute; the base
-        // URL itself is taken from the original value, kept aside by that handler's resolution.
-        .append_element_content_handler(element!("base[href]", move |el| {
-            set_base(el, &d_base);
-            Ok(())
-        }))
-        .append_element_content_handler(element!("meta[http-equiv][content]", move |el| {
-            rewrite_meta(el, &d_meta);
-            Ok(())
-        }))
-        .append_element_content_handler(element!("script[integrity], link[integrity]", |el| {
-            drop_integrity(el);
-            Ok(())
-        }))
         .append_element_content_handler(text!("style", move |chunk| {
             rewrite_inline_text(chunk, &d_style, |doc, text| {
                 match rewrite_css_str(&doc.map, &doc.base, text) {
@@ -299,70 +212,54 @@ fn add_special_elements(
             });
             Ok(())
         }))
-        .append_element_content_handler(element!("script", move |el| {
-            let kind = el.get_attribute("type").unwrap_or_default();
-            lock(&d_kind).script_is_js = is_javascript_type(&kind);
-            Ok(())
-        }))
         .append_element_content_handler(text!("script", move |chunk| {
-            if !lock(&d_js).script_is_js {
-                return Ok(());
+            // Set by the element handler, which runs on the start tag before any of its text.
+            let kind = lock(&d_script).script;
+            match kind {
+                ScriptKind::JavaScript => rewrite_inline_text(chunk, &d_script, |doc, text| {
+                    doc.scripts.rewrite(text).map(|s| s.to_string())
+                }),
+                ScriptKind::ImportMap => rewrite_inline_text(chunk, &d_script, |doc, text| {
+                    super::importmap::rewrite(text, &doc.map, &doc.base)
+                }),
+                ScriptKind::Other => {}
             }
-            rewrite_inline_text(chunk, &d_js, |doc, text| {
-                doc.scripts.rewrite(text).map(|s| s.to_string())
-            });
-            Ok(())
-        }))
-        .append_element_content_handler(text!("script[type=importmap]", move |chunk| {
-            rewrite_inline_text(chunk, &d_map, |doc, text| {
-                super::importmap::rewrite(text, &doc.map, &doc.base)
-            });
             Ok(())
         }))
 }
 
-/// Which cheap pre-check may skip an attribute before any decoding.
-#[derive(Clone, Copy)]
-enum Check {
-    /// One URL: skip unless it could leave the proxy.
-    Url,
-    /// A candidate list: skip unless any candidate could.
-    Srcset,
-    /// Space-separated URLs (`ping`).
-    List,
-    /// Structured values (meta refresh, CSP): always look.
-    Always,
+/// What a `<script>` element's text is, by its `type`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ScriptKind {
+    JavaScript,
+    ImportMap,
+    /// JSON, templates, unknown types: passed as they are.
+    Other,
 }
 
-impl Check {
-    fn may_need_work(self, raw: &str) -> bool {
-        match self {
-            Check::Url => needs_resolving(raw),
-            Check::Srcset => {
-                raw.contains('\\') || raw.split(',').any(|c| needs_resolving(c.trim_start()))
-            }
-            Check::List => raw.split_ascii_whitespace().any(needs_resolving),
-            Check::Always => true,
+impl ScriptKind {
+    fn of(kind: &str) -> ScriptKind {
+        if is_javascript_type(kind) {
+            ScriptKind::JavaScript
+        } else if kind.trim().eq_ignore_ascii_case("importmap") {
+            ScriptKind::ImportMap
+        } else {
+            ScriptKind::Other
         }
     }
 }
 
-/// Reads an attribute, skips it when the pre-check says it is fine as written, else entity-decodes it,
-/// lets `f` rewrite it, and writes it back escaped.
+/// Reads an attribute, entity-decodes it, lets `f` rewrite it, and writes it back escaped.
 fn rewrite_attribute(
     el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
     attr: &str,
     doc: &Shared,
-    check: Check,
     f: impl FnOnce(&Doc, &str) -> Option<String>,
 ) {
     let Some(raw) = el.get_attribute(attr) else {
         return;
     };
     let has_entities = raw.contains('&');
-    if !has_entities && !check.may_need_work(&raw) {
-        return;
-    }
     let decoded = if has_entities {
         htmlize::unescape_attribute(&raw)
     } else {
@@ -399,24 +296,6 @@ fn escape_attribute(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn rewrite_style_attribute(
-    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
-    doc: &Shared,
-) {
-    let Some(raw) = el.get_attribute("style") else {
-        return;
-    };
-    // Only url(), image-set() and the like can carry a URL, and they all need a parenthesis.
-    if !raw.contains('(') {
-        return;
-    }
-    let decoded = htmlize::unescape_attribute(&raw);
-    let d = lock(doc);
-    if let std::borrow::Cow::Owned(new) = rewrite_css_str(&d.map, &d.base, &decoded) {
-        let _ = el.set_attribute("style", &escape_attribute(&new));
-    }
-}
-
 /// The first `<base href>` sets what later relative URLs resolve against (the attribute itself was
 /// already rewritten by the generic handler, so the original is recovered from the proxy URL).
 fn set_base(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
@@ -443,40 +322,13 @@ fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc:
         return;
     };
     let equiv = equiv.trim().to_ascii_lowercase();
-    rewrite_attribute(el, "content", doc, Check::Always, |d, value| {
-        match equiv.as_str() {
-            "refresh" => refresh::rewrite(value, &d.map, &d.base),
-            "content-security-policy" | "content-security-policy-report-only" => {
-                Some(csp::rewrite(value, &d.map, &d.target, &d.base, &d.agent))
-            }
-            _ => None,
+    rewrite_attribute(el, "content", doc, |d, value| match equiv.as_str() {
+        "refresh" => refresh::rewrite(value, &d.map, &d.base),
+        "content-security-policy" | "content-security-policy-report-only" => {
+            Some(csp::rewrite(value, &d.map, &d.target, &d.base, &d.agent))
         }
+        _ => None,
     });
-}
-
-/// Event-handler attributes (`onclick="location.href=…"`) are script too. They ride on the catch-all
-/// handler the agent injection needs anyway, so they cost no extra selector; only values that name
-/// something the JavaScript rewriter changes are parsed.
-fn rewrite_event_handlers(
-    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
-    doc: &Shared,
-) {
-    let handlers: Vec<(String, String)> = el
-        .attributes()
-        .iter()
-        .filter(|a| {
-            let name = a.name_preserve_case();
-            name.len() > 2 && name.as_bytes()[..2].eq_ignore_ascii_case(b"on")
-        })
-        .map(|a| (a.name(), a.value()))
-        .filter(|(_, value)| js::mentions_anything(value))
-        .collect();
-    for (name, raw) in handlers {
-        let body = htmlize::unescape_attribute(&raw);
-        if let Some(new) = js::rewrite_handler(&body, &lock(doc).scripts) {
-            let _ = el.set_attribute(&name, &escape_attribute(&new));
-        }
-    }
 }
 
 /// The `type` values that make a `<script>` run as JavaScript (HTML §4.12.1.1, plus `module`).
@@ -553,6 +405,8 @@ fn rewrite_inline_text(
     let new = f(&d, &text).unwrap_or(text);
     chunk.replace(&new, ContentType::Html);
 }
+
+mod element;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,218 @@
+//! `cobrowse-proxy loadtest`: the fixture origin and the proxy on loopback, N virtual visitors loading a
+//! page and its assets for a bounded time through the proxy, then the same load against the origin direct,
+//! in the same run; requests/s, MB/s, latency percentiles, errors and the proxied/direct ratios.
+//!
+//! `stack` starts the servers, `target` makes a visitor's connections, `visitor` is the browser-like
+//! script, `stats` the counters and histograms, `report` the table and JSON, `memory` the resident-memory
+//! measurements (a proxy in its own process). Loopback only; every loop is bounded by the deadline.
+
+mod memory;
+mod report;
+mod stack;
+mod stats;
+mod target;
+mod visitor;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use memory::{measure as measure_memory, MemoryOptions, MemoryReport, StreamReport};
+pub use report::{Report, VariantReport};
+pub use stats::RunStats;
+
+use stack::Stack;
+use target::{Target, Via};
+
+/// The load-test site (no cache headers) and its cacheable twin (`public, max-age=3600`).
+const SITE: &str = "load.shop.test";
+const CACHED_SITE: &str = "cached.shop.test";
+
+/// What is measured through the proxy (the direct side is always the origin itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The rewriting proxy: a proxy host per origin, every page rewritten, uncacheable assets.
+    Rewrite,
+    /// The forward proxy, absolute-form plain HTTP (the agent injected, nothing rewritten).
+    Forward,
+    /// The forward proxy with CONNECT and TLS interception; direct is TLS to the origin.
+    ForwardTls,
+    /// The rewriting proxy on cacheable assets, each request made unique so every lookup misses.
+    CacheCold,
+    /// The rewriting proxy on cacheable assets after a warm-up: assets are cache hits.
+    CacheWarm,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 5] = [
+        Variant::Rewrite,
+        Variant::Forward,
+        Variant::ForwardTls,
+        Variant::CacheCold,
+        Variant::CacheWarm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Rewrite => "rewrite",
+            Variant::Forward => "forward",
+            Variant::ForwardTls => "forward-tls",
+            Variant::CacheCold => "cache-cold",
+            Variant::CacheWarm => "cache-warm",
+        }
+    }
+}
+
+impl FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Variant, String> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| format!("unknown variant {s:?} (rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Concurrent virtual visitors (each with up to six connections).
+    pub visitors: usize,
+    /// Measured time per side (proxied, then direct) of each variant.
+    pub duration: Duration,
+    /// Unmeasured load before each side: connections made, caches filled.
+    pub warmup: Duration,
+    pub variants: Vec<Variant>,
+    /// The fixture sites (`fixtures/sites`).
+    pub sites: PathBuf,
+}
+
+/// Why a load test could not run (failed requests are counted, not raised).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("set-up: {0}")]
+    Setup(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    #[error("status {0} for {1}")]
+    Status(u16, String),
+    #[error("histogram: {0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+}
+
+/// Runs every variant in `options`, each proxied then direct, in one process.
+pub async fn run(options: &Options) -> Result<Report, LoadError> {
+    let load_before = report::load_average();
+    let stack = Stack::start(options.sites.clone()).await?;
+    let mut variants = Vec::new();
+    for &variant in &options.variants {
+        let result = run_variant(&stack, variant, options).await;
+        match result {
+            Ok(r) => variants.push(r),
+            Err(e) => {
+                stack.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    stack.stop().await;
+    Ok(Report {
+        visitors: options.visitors,
+        duration_s: options.duration.as_secs_f64(),
+        load_average_before: load_before,
+        load_average_after: report::load_average(),
+        variants,
+        memory: None,
+    })
+}
+
+async fn run_variant(
+    stack: &Stack,
+    variant: Variant,
+    options: &Options,
+) -> Result<VariantReport, LoadError> {
+    let (proxied, direct) = targets(stack, variant).await?;
+    let proxied = side(Arc::new(proxied), options).await?;
+    let direct = side(Arc::new(direct), options).await?;
+    Ok(VariantReport::new(variant, proxied, direct))
+}
+
+/// The proxied and the direct target of a variant.
+async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), LoadError> {
+    let site = match variant {
+        Variant::CacheCold | Variant::CacheWarm => CACHED_SITE,
+        _ => SITE,
+    };
+    let bust = variant == Variant::CacheCold;
+    let plain = |addr, host: String, via, also| Target {
+        addr,
+        host,
+        via,
+        also,
+        bust,
+    };
+    let direct_via = match variant {
+        Variant::ForwardTls => Via::Tls(target::tls_connector(&stack.origin.ca_pem)?),
+        _ => Via::Plain,
+    };
+    let direct = plain(stack.origin.addr, site.to_owned(), direct_via, Vec::new());
+    let proxied = match variant {
+        Variant::Rewrite | Variant::CacheCold | Variant::CacheWarm => {
+            let host = stack.proxy_host(&format!("http://{site}/")).await?;
+            let public = stack::authority(
+                &url::Url::parse(&stack.public.origin())
+                    .map_err(|e| LoadError::Setup(e.to_string()))?,
+            )?;
+            plain(stack.proxy, host, Via::Plain, vec![public])
+        }
+        Variant::Forward => plain(stack.proxy, site.to_owned(), Via::Absolute, Vec::new()),
+        Variant::ForwardTls => {
+            let tls = target::tls_connector(&stack.proxy_ca_pem)?;
+            plain(stack.proxy, site.to_owned(), Via::Tunnel(tls), Vec::new())
+        }
+    };
+    Ok((proxied, direct))
+}
+
+/// A warm-up, then `options.visitors` visitors for `options.duration`.
+async fn side(target: Arc<Target>, options: &Options) -> Result<RunStats, LoadError> {
+    if !options.warmup.is_zero() {
+        let _ = load(&target, options.visitors, options.warmup).await?;
+    }
+    let (stats, elapsed) = load(&target, options.visitors, options.duration).await?;
+    Ok(stats.summary(elapsed))
+}
+
+async fn load(
+    target: &Arc<Target>,
+    visitors: usize,
+    duration: Duration,
+) -> Result<(Arc<stats::Stats>, Duration), LoadError> {
+    let stats = Arc::new(stats::Stats::new()?);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..visitors {
+        tasks.spawn(visitor::run(
+            target.clone(),
+            "/".to_owned(),
+            deadline,
+            stats.clone(),
+            id as u64,
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+    // Visitors finish the page they are on, so the run can end a little after the deadline.
+    Ok((stats, started.elapsed()))
+}

@@ -1,0 +1,127 @@
+//! What one run measured: counters and latency histograms shared by every visitor, and their summary.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Most error messages kept as examples; the count covers the rest.
+const ERROR_SAMPLES: usize = 5;
+/// Latencies are recorded in microseconds, up to a minute (anything longer is clamped there).
+const MAX_MICROS: u64 = 60_000_000;
+
+/// Shared by the visitors of one run. The histograms sit behind a mutex: a record is a few nanoseconds
+/// against requests of tens of microseconds, so the lock is not what the run measures.
+pub(super) struct Stats {
+    requests: AtomicU64,
+    pages: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    all: Mutex<Histogram<u64>>,
+    page: Mutex<Histogram<u64>>,
+    samples: Mutex<Vec<String>>,
+}
+
+impl Stats {
+    pub(super) fn new() -> Result<Stats, hdrhistogram::CreationError> {
+        let hist = || Histogram::new_with_bounds(1, MAX_MICROS, 3);
+        Ok(Stats {
+            requests: AtomicU64::new(0),
+            pages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            all: Mutex::new(hist()?),
+            page: Mutex::new(hist()?),
+            samples: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// One successful response of `bytes` body bytes that took `took`; `page` for the HTML document.
+    pub(super) fn response(&self, took: Duration, bytes: usize, page: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros())
+            .unwrap_or(MAX_MICROS)
+            .clamp(1, MAX_MICROS);
+        record(&self.all, micros);
+        if page {
+            record(&self.page, micros);
+        }
+    }
+
+    /// A page and all its assets loaded.
+    pub(super) fn page_loaded(&self) {
+        self.pages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn error(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() < ERROR_SAMPLES {
+            samples.push(what);
+        }
+    }
+
+    pub(super) fn summary(&self, elapsed: Duration) -> RunStats {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let all = self.all.lock().unwrap_or_else(|p| p.into_inner());
+        let page = self.page.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let requests = self.requests.load(Ordering::Relaxed);
+        let pages = self.pages.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        RunStats {
+            seconds: secs,
+            requests,
+            pages,
+            errors: self.errors.load(Ordering::Relaxed),
+            bytes,
+            requests_per_s: requests as f64 / secs,
+            pages_per_s: pages as f64 / secs,
+            mb_per_s: bytes as f64 / secs / 1e6,
+            p50_ms: ms(&all, 0.5),
+            p99_ms: ms(&all, 0.99),
+            p999_ms: ms(&all, 0.999),
+            page_p50_ms: ms(&page, 0.5),
+            page_p99_ms: ms(&page, 0.99),
+            page_p999_ms: ms(&page, 0.999),
+            error_samples: self
+                .samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+fn record(hist: &Mutex<Histogram<u64>>, micros: u64) {
+    let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+    // In bounds by construction (clamped above), so saturating never changes a value.
+    h.saturating_record(micros);
+}
+
+/// One side (proxied or direct) of one variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    pub seconds: f64,
+    pub requests: u64,
+    /// Pages loaded with all their assets.
+    pub pages: u64,
+    pub errors: u64,
+    /// Response body bytes.
+    pub bytes: u64,
+    pub requests_per_s: f64,
+    pub pages_per_s: f64,
+    pub mb_per_s: f64,
+    /// Latency of every request (page and assets), first byte sent to last byte read.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    /// Latency of the HTML document alone.
+    pub page_p50_ms: f64,
+    pub page_p99_ms: f64,
+    pub page_p999_ms: f64,
+    pub error_samples: Vec<String>,
+}

@@ -1,0 +1,182 @@
+//! One virtual visitor, as a browser with an empty cache: load the page, read the assets it names
+//! (stylesheets, scripts, images), load them over up to six kept-alive connections, and again, until the
+//! time is up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::stats::Stats;
+use super::target::{Sender, Target};
+use super::LoadError;
+
+/// Connections a visitor keeps per site, as browsers do for HTTP/1.1.
+pub(super) const CONNECTIONS: usize = 6;
+/// Longest one request may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed page load, so a broken target cannot turn the loop into a spin.
+const ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// One asset: its host when it is not the page's, and its path with query.
+type Asset = (Option<String>, String);
+
+/// Loads `page` with its assets until `deadline`.
+pub(super) async fn run(
+    target: Arc<Target>,
+    page: String,
+    deadline: Instant,
+    stats: Arc<Stats>,
+    id: u64,
+) {
+    let mut slots: Vec<Option<Sender>> = (0..CONNECTIONS).map(|_| None).collect();
+    let mut n: u64 = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let unique = id << 32 | n;
+        let body = match fetch(&target, &mut slots[0], None, &page, unique, &stats, true).await {
+            Ok(body) => body,
+            Err(e) => {
+                stats.error(e.to_string());
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let assets = assets(&body, &target);
+        let mut lists: Vec<Vec<Asset>> = (0..CONNECTIONS).map(|_| Vec::new()).collect();
+        for (i, asset) in assets.into_iter().enumerate() {
+            lists[i % CONNECTIONS].push(asset);
+        }
+        let loads = slots.iter_mut().zip(lists).map(|(slot, list)| {
+            let (target, stats) = (&target, &stats);
+            async move {
+                let mut ok = true;
+                for (host, path) in list {
+                    let got = fetch(target, slot, host.as_deref(), &path, unique, stats, false);
+                    if let Err(e) = got.await {
+                        stats.error(e.to_string());
+                        ok = false;
+                    }
+                }
+                ok
+            }
+        });
+        let all_ok = futures_util::future::join_all(loads)
+            .await
+            .into_iter()
+            .all(|ok| ok);
+        if all_ok {
+            stats.page_loaded();
+        }
+    }
+}
+
+/// One GET on the connection in `slot` (made, or made again, as needed); returns the body and records it.
+async fn fetch(
+    target: &Target,
+    slot: &mut Option<Sender>,
+    host: Option<&str>,
+    path: &str,
+    unique: u64,
+    stats: &Stats,
+    page: bool,
+) -> Result<bytes::Bytes, LoadError> {
+    let sender = ready(target, slot).await?;
+    let req = target.request(host, path, unique)?;
+    let started = Instant::now();
+    let exchange = async {
+        let res = sender.send_request(req).await?;
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        Ok::<_, LoadError>((status, body))
+    };
+    let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await;
+    let (status, body) = match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            *slot = None;
+            return Err(e);
+        }
+        Err(_) => {
+            *slot = None;
+            return Err(LoadError::Timeout("request"));
+        }
+    };
+    if !status.is_success() {
+        return Err(LoadError::Status(status.as_u16(), path.to_owned()));
+    }
+    stats.response(started.elapsed(), body.len(), page);
+    Ok(body)
+}
+
+/// The slot's connection once it can take a request; a closed one is replaced.
+async fn ready<'s>(
+    target: &Target,
+    slot: &'s mut Option<Sender>,
+) -> Result<&'s mut Sender, LoadError> {
+    if let Some(sender) = slot.as_mut() {
+        if sender.ready().await.is_err() {
+            *slot = None;
+        }
+    }
+    let sender = match slot {
+        Some(sender) => sender,
+        None => slot.insert(target.connect().await?),
+    };
+    Ok(sender)
+}
+
+/// The assets a browser would load from `page`: `src` of `<img>` and `<script>`, `href` of stylesheet
+/// `<link>`s; only those on hosts this target serves, each once. A scan, not a parse: the fixture page
+/// is known, and the load generator shares the CPU with what it measures.
+fn assets(page: &[u8], target: &Target) -> Vec<Asset> {
+    let mut out: Vec<Asset> = Vec::new();
+    let mut rest = page;
+    while let Some(at) = memchr::memchr(b'<', rest) {
+        rest = &rest[at + 1..];
+        let end = memchr::memchr(b'>', rest).unwrap_or(rest.len());
+        let tag = &rest[..end];
+        let attr: &[u8] = if tag.starts_with(b"img ") || tag.starts_with(b"script ") {
+            b" src=\""
+        } else if tag.starts_with(b"link ") && memchr::memmem::find(tag, b"stylesheet").is_some() {
+            b" href=\""
+        } else {
+            continue;
+        };
+        let Some(value) = attribute(tag, attr) else {
+            continue;
+        };
+        if let Some(asset) = locate(&value, target) {
+            if !out.contains(&asset) {
+                out.push(asset);
+            }
+        }
+    }
+    out
+}
+
+fn attribute(tag: &[u8], attr: &[u8]) -> Option<String> {
+    let start = memchr::memmem::find(tag, attr)? + attr.len();
+    let len = memchr::memchr(b'"', &tag[start..])?;
+    let raw = std::str::from_utf8(&tag[start..start + len]).ok()?;
+    Some(raw.replace("&amp;", "&"))
+}
+
+/// A root-relative URL stays on the page's host; an absolute one must name a host the target serves.
+fn locate(value: &str, target: &Target) -> Option<Asset> {
+    if value.starts_with('/') && !value.starts_with("//") {
+        return Some((None, value.to_owned()));
+    }
+    let url = url::Url::parse(value).ok()?;
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str()?),
+        None => url.host_str()?.to_owned(),
+    };
+    if !target.serves(&host) {
+        return None;
+    }
+    let path = url[url::Position::BeforePath..url::Position::AfterQuery].to_owned();
+    let host = (host != target.host).then_some(host);
+    Some((host, path))
+}

@@ -1,0 +1,33 @@
+//! CI's short pass of the load test: every variant for about a second per side with a few visitors,
+//! asserting that requests were made and none failed. No timing is asserted: the machine is shared.
+
+use std::time::Duration;
+
+use cobrowse_proxy::loadtest::{self, Variant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_variant_runs_without_errors() {
+    let options = loadtest::Options {
+        visitors: 2,
+        duration: Duration::from_millis(1500),
+        warmup: Duration::from_millis(200),
+        variants: Variant::ALL.to_vec(),
+        sites: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sites"),
+    };
+    let report = loadtest::run(&options).await.expect("load test runs");
+    println!("{}", report.table());
+    assert_eq!(report.variants.len(), Variant::ALL.len());
+    for v in &report.variants {
+        for (side, s) in [("proxied", &v.proxied), ("direct", &v.direct)] {
+            let name = v.variant.name();
+            assert_eq!(s.errors, 0, "{name} {side}: {:?}", s.error_samples);
+            assert!(s.requests > 0, "{name} {side} made no request");
+            assert!(s.pages > 0, "{name} {side} loaded no page");
+        }
+    }
+    // The page names its stylesheets, scripts and images: a visitor loads more than the document.
+    let rewrite = &report.variants[0];
+    assert!(rewrite.proxied.requests > rewrite.proxied.pages);
+    let json = serde_json::to_value(&report).expect("report serialises");
+    assert!(json["variants"][0]["ratio"]["requests_per_s"].is_number());
+}
