@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn data_defaults_and_overrides() {
-        let c = Config::for_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let c = Config::build(FileConfig::default(), Overrides::default()).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert!(!c.debug_events, "the event log is off unless asked for");
         let file: FileConfig =
