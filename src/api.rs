@@ -103,12 +103,7 @@ async fn create_session(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     authorize(shared, req.headers(), None)?;
     limit_sessions(shared, client)?;
-    let limit = shared.config.limits.max_api_body;
-    let bytes = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|_| ProxyError::PayloadTooLarge)?
-        .to_bytes();
+    let bytes = read_body(shared, req).await?;
     let body: CreateSession = serde_json::from_slice(&bytes)
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {{\"url\": \"…\"}}: {e}")))?;
     let identity = body.visitor.map(VisitorInput::into_identity).transpose()?;
@@ -169,17 +164,23 @@ async fn purge_cache(
     Ok(text(StatusCode::OK, "application/json", json.to_string()))
 }
 
+/// An API request body: small (`max_api_body`) and in time (`client_body_idle_ms` for all of it).
+async fn read_body(shared: &Shared, req: Request<Incoming>) -> Result<bytes::Bytes, ProxyError> {
+    let limits = &shared.config.limits;
+    let body = Limited::new(req.into_body(), limits.max_api_body).collect();
+    match tokio::time::timeout(limits.client_body_idle(), body).await {
+        Err(_) => Err(ProxyError::ClientTimeout),
+        Ok(Err(_)) => Err(ProxyError::PayloadTooLarge),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
 async fn read_json<T: serde::de::DeserializeOwned>(
     shared: &Shared,
     req: Request<Incoming>,
     shape: &str,
 ) -> Result<T, ProxyError> {
-    let limit = shared.config.limits.max_api_body;
-    let bytes = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|_| ProxyError::PayloadTooLarge)?
-        .to_bytes();
+    let bytes = read_body(shared, req).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {shape}: {e}")))
 }

@@ -93,6 +93,25 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most bytes of a JSON API request body. Default 16 KiB.
     pub max_api_body: usize,
+    /// How long a client may take to send a request's headers before the connection is closed.
+    /// Default 30 s (slowloris).
+    pub client_header_timeout_ms: u64,
+    /// Longest silence between two chunks of a request body a client uploads; the request then fails.
+    /// Default 60 s.
+    pub client_body_idle_ms: u64,
+    /// Largest request head (request line plus headers) on HTTP/1.1; larger gets 431. Default 64 KiB.
+    pub max_request_head: usize,
+    /// Concurrent streams per HTTP/2 connection. Default 100.
+    pub h2_max_streams: u32,
+}
+
+impl Limits {
+    pub fn client_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_header_timeout_ms)
+    }
+    pub fn client_body_idle(&self) -> Duration {
+        Duration::from_millis(self.client_body_idle_ms)
+    }
 }
 
 impl Default for Limits {
@@ -107,6 +126,10 @@ impl Default for Limits {
             script_cache: 64 << 20,
             max_connections: 10_000,
             max_api_body: 16 << 10,
+            client_header_timeout_ms: 30_000,
+            client_body_idle_ms: 60_000,
+            max_request_head: 64 << 10,
+            h2_max_streams: 100,
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum ProxyError {
     Unauthorized,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    ClientTimeout,
     #[error("target not allowed: {0}")]
     Forbidden(String),
     #[error("the forward proxy needs credentials: Proxy-Authorization: Basic with the API token as password")]
@@ -68,6 +70,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Unauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ProxyError::Loop(_) => StatusCode::LOOP_DETECTED,

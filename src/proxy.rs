@@ -25,6 +25,7 @@ use crate::body::{boxed, ProxyBody};
 use crate::error::ProxyError;
 use crate::headers::{self, csp::AgentSources, response::ResponseContext};
 use crate::rewrite::{self, css::CssRewriter, html, Kind, Plan, Transform, TransformStream};
+use crate::upstream::IdleTimeoutBody;
 use crate::upstream::UpstreamError;
 use crate::url_codec::{ProxyMap, SessionId, TargetOrigin};
 use crate::Shared;
@@ -72,7 +73,9 @@ pub async fn handle(
     let dest = rewrite::Destination::from_request(req.headers());
     let visit = Visit::of(&req);
 
-    let upstream_req = upstream_request(req, &url, map.as_ref(), websocket, &shared.via)?;
+    let client_idle = shared.config.limits.client_body_idle();
+    let upstream_req = upstream_request(req, &url, map.as_ref(), websocket, &shared.via)?
+        .map(|body| boxed(IdleTimeoutBody::new(body, client_idle)));
     let (mut response, cache_status) = shared.cache.fetch(upstream_req, &shared, websocket).await?;
 
     let mut plan = rewrite::plan(&method, response.status(), response.headers(), dest);

@@ -27,8 +27,12 @@ use crate::router::{classify, Route};
 use crate::url_codec::TargetOrigin;
 use crate::Shared;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most header fields in one HTTP/1.1 request; more gets 431.
+const MAX_HEADERS: usize = 128;
+/// Streams a client may reset before the server has taken them, per connection (h2's default).
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server may reset because of the client's errors before it ends the connection.
+const H2_MAX_LOCAL_RESETS: usize = 200;
 /// How long in-flight requests get to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -88,16 +92,12 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let stop = shared.shutdown.clone();
+    let builder = connection_builder(&shared.config.limits);
     let service = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
         async move { Ok::<_, Infallible>(answer(shared, req, &info).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
@@ -113,6 +113,27 @@ where
     if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// HTTP/1.1 and HTTP/2 settings that bound what one client connection can make the server hold.
+fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.client_header_timeout())
+        .max_buf_size(limits.max_request_head.max(8192))
+        .max_headers(MAX_HEADERS);
+    // Rapid reset (CVE-2023-44487) and stream floods: few pending resets, few locally caused resets, a
+    // bounded number of streams and of header bytes per connection.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        .max_header_list_size(u32::try_from(limits.max_request_head).unwrap_or(u32::MAX));
+    builder
 }
 
 /// [`serve_io`] for a connection carried by a CONNECT tunnel. That connection is served from inside a

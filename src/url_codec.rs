@@ -37,6 +37,8 @@ pub enum CodecError {
     UnsupportedScheme(String),
     #[error("URL has no host")]
     NoHost,
+    #[error("not a valid DNS name (labels of 1-63 bytes, 253 in all) or port 0")]
+    BadHostName,
     #[error("public URL must be http(s) with a domain name host")]
     BadPublicUrl,
 }
@@ -83,6 +85,13 @@ pub struct TargetOrigin {
     pub port: u16,
 }
 
+/// A name a resolver can be asked for: a name that is not would only waste a DNS round trip (or hang
+/// until the resolver's timeout) before failing.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.len() <= 253 && name.split('.').all(|l| (1..=63).contains(&l.len()))
+}
+
 impl TargetOrigin {
     pub fn from_url(url: &Url) -> Result<TargetOrigin, CodecError> {
         let secure = match url.scheme() {
@@ -92,6 +101,13 @@ impl TargetOrigin {
         };
         let host = url.host().ok_or(CodecError::NoHost)?.to_owned();
         let port = url.port().unwrap_or_else(|| default_port(secure));
+        let valid_name = match &host {
+            Host::Domain(name) => is_dns_name(name),
+            _ => true,
+        };
+        if !valid_name || port == 0 {
+            return Err(CodecError::BadHostName);
+        }
         Ok(TargetOrigin { secure, host, port })
     }
 

@@ -59,7 +59,7 @@ impl ConnectTarget {
     fn parse(uri: &Uri) -> Result<ConnectTarget, ProxyError> {
         let bad = || ProxyError::BadRequest("CONNECT needs host:port".into());
         let authority = uri.authority().ok_or_else(bad)?;
-        let port = authority.port_u16().ok_or_else(bad)?;
+        let port = authority.port_u16().filter(|p| *p != 0).ok_or_else(bad)?;
         if uri
             .path_and_query()
             .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
