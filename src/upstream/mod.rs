@@ -129,6 +129,13 @@ impl Upstream {
                 phase: "waiting for response headers",
             }),
             Ok(Err(e)) => Err(classify(&host, &e)),
+            // HTTP/1 is capped by the parser; HTTP/2 only by bytes, so count fields here too.
+            Ok(Ok(response)) if response.headers().len() > MAX_RESPONSE_HEADERS => {
+                Err(UpstreamError::Failed {
+                    host,
+                    detail: format!("more than {MAX_RESPONSE_HEADERS} response header fields"),
+                })
+            }
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -252,8 +259,16 @@ impl Upstream {
     }
 }
 
+/// Most header fields an upstream response may carry; a flood beyond it is a 502, not memory.
+const MAX_RESPONSE_HEADERS: usize = 256;
+/// Most bytes of an upstream response head.
+const MAX_RESPONSE_HEAD: usize = 256 << 10;
+
 fn pooled_client(connector: Connector) -> Client<Connector, ProxyBody> {
     Client::builder(TokioExecutor::new())
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
+        .http1_max_buf_size(MAX_RESPONSE_HEAD)
+        .http2_max_header_list_size(u32::try_from(MAX_RESPONSE_HEAD).unwrap_or(u32::MAX))
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .pool_timer(TokioTimer::new())
