@@ -20,7 +20,11 @@ fn split(value: &str) -> Option<(&str, &str, &str)> {
     let rest_start = digits_end + rest.len() - rest.trim_start_matches([';', ',']).len();
     let mut start = rest_start + value[rest_start..].len() - value[rest_start..].trim_start().len();
     let after = &value[start..];
-    if after.len() >= 3 && after[..3].eq_ignore_ascii_case("url") {
+    // `get`, not indexing: the value is anyone's text, and byte 3 may fall inside a character.
+    if after
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("url"))
+    {
         let eq = after[3..].trim_start();
         if let Some(stripped) = eq.strip_prefix('=') {
             start = value.len() - stripped.trim_start().len();
@@ -50,6 +54,16 @@ mod tests {
     use super::*;
 
     use crate::url_codec::test_map as map;
+
+    /// Found by the `header_values` fuzz target: byte 3 fell inside a two-byte character.
+    #[test]
+    fn a_multibyte_character_where_url_would_start_is_not_a_panic() {
+        let base = Url::parse("https://www.shop.test/").unwrap();
+        // A relative target needs no rewrite (same proxy origin); what matters is no panic.
+        assert_eq!(rewrite("7wa\u{50c}x", &map(), &base), None);
+        assert_eq!(split("7wa\u{50c}x"), Some(("7", "wa\u{50c}x", "")));
+        assert_eq!(split("5;ur\u{e9}=x"), Some(("5;", "ur\u{e9}=x", "")));
+    }
 
     #[test]
     fn refresh_forms() {

@@ -86,7 +86,11 @@ struct Head<'a> {
     granted: Option<bool>,
 }
 
+/// Only a JSON object: serde would also take an array (`["snap"]`) as the struct's fields in order.
 fn head(text: &str) -> Result<Head<'_>, MessageError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(MessageError::Malformed);
+    }
     serde_json::from_str::<Head>(text).map_err(|_| MessageError::Malformed)
 }
 
@@ -252,6 +256,14 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_millis(500);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `relay_messages` fuzz target: serde takes an array as a struct's fields in order.
+    #[test]
+    fn only_json_objects_are_messages() {
+        assert_eq!(parse_visitor(r#"["z"]"#), Err(MessageError::Malformed));
+        assert_eq!(parse_agent(r#" ["ptr"]"#), Err(MessageError::Malformed));
+        assert_eq!(parse_visitor(r#" {"t":"ping"}"#), Ok(FromVisitor::Ping));
+    }
 
     #[test]
     fn visitor_messages() {
