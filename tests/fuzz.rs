@@ -57,6 +57,8 @@ fn build(target_dir: &Path, triple: &str) {
         .arg(root().join("fuzz/Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir)
         .env("RUSTFLAGS", COVERAGE_FLAGS)
+        // No debug info: it is most of the build time, and a finding is reproduced by hand anyway.
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .status()
         .expect("cargo runs");
     assert!(status.success(), "the fuzz targets build");
