@@ -1,5 +1,5 @@
 //! Property: no text a visitor or an agent sends makes the relay's parsers panic; whatever they accept is
-//! a JSON object with a string `t`; and no token an outsider makes up verifies as a credential.
+//! a JSON object; and no token an outsider makes up verifies as a credential.
 #![no_main]
 
 use cobrowse_proxy::relay::message::{parse_agent, parse_visitor};
@@ -11,8 +11,13 @@ fuzz_target!(|data: &[u8]| {
     let visitor = parse_visitor(text);
     let agent = parse_agent(text);
     if visitor.is_ok() || agent.is_ok() {
-        let value: serde_json::Value = serde_json::from_str(text).expect("accepted text is JSON");
-        assert!(value.get("t").is_some_and(|t| t.is_string()), "accepted text has a string t");
+        // IgnoredAny, not Value: a number out of f64's range is valid JSON (browsers read it as
+        // Infinity) but not representable as a Value.
+        assert!(
+            serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+            "accepted text is JSON"
+        );
+        assert!(text.trim_start().starts_with('{'), "accepted text is an object");
     }
     assert!(
         Credential::verify(text, std::time::SystemTime::now()).is_err(),
