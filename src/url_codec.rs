@@ -476,6 +476,9 @@ impl ProxyMap {
         if !needs_resolving(reference) {
             return None;
         }
+        if let Some(answer) = self.rewrite_absolute_fast(reference) {
+            return answer;
+        }
         let absolute = base.join(reference).ok()?;
         self.to_proxy_string(&absolute)
     }
@@ -523,6 +526,8 @@ pub(crate) fn test_map() -> ProxyMap {
     let session = SessionId::parse("k3x9q2m7wa").unwrap();
     ProxyMap::new(std::sync::Arc::new(public), session)
 }
+
+mod fast;
 
 #[cfg(test)]
 mod tests;
