@@ -16,7 +16,7 @@ use super::raw::RawInput;
 use super::{escape_attribute, lock, Doc, ScriptKind, Shared};
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
-use crate::url_codec::needs_resolving;
+use crate::url_codec::needs_resolving_bytes;
 
 type El<'r, 't> = Element<'r, 't, SendHandlerTypes>;
 
@@ -122,24 +122,43 @@ fn classify_written(name: &[u8], tag: Tag) -> Option<Option<AttrKind>> {
 }
 
 impl AttrKind {
-    /// Whether the raw (still entity-encoded) value could need rewriting; `false` means it is fine as written.
-    fn may_need_work(self, raw: &str) -> bool {
+    /// Whether the raw (still entity-encoded) value could need rewriting; `false` means it is fine as
+    /// written. Only ASCII is looked at, so these are the bytes as written in any encoding lol_html takes.
+    /// Every `true` needs a byte or word that [`tag_may_need_work`] looks for.
+    fn may_need_work(self, raw: &[u8]) -> bool {
+        let has = |b| memchr::memchr(b, raw).is_some();
         match self {
             // An entity can spell a scheme (`https&colon;//`), so any `&` takes the slow path.
-            AttrKind::Url => raw.contains('&') || needs_resolving(raw),
+            AttrKind::Url => has(b'&') || needs_resolving_bytes(raw),
             AttrKind::Srcset => {
-                raw.contains('&')
-                    || raw.contains('\\')
-                    || raw.split(',').any(|c| needs_resolving(c.trim_start()))
+                has(b'&')
+                    || has(b'\\')
+                    || raw
+                        .split(|&b| b == b',')
+                        .any(|c| needs_resolving_bytes(c.trim_ascii_start()))
             }
             AttrKind::List => {
-                raw.contains('&') || raw.split_ascii_whitespace().any(needs_resolving)
+                has(b'&')
+                    || raw
+                        .split(|b| b.is_ascii_whitespace())
+                        .any(needs_resolving_bytes)
             }
             // Only url(), image-set() and the like can carry a URL, and they all need a parenthesis.
-            AttrKind::Style => raw.contains('('),
-            AttrKind::Handler => js::mentions_anything(raw),
+            AttrKind::Style => has(b'('),
+            AttrKind::Handler => js::mentions_anything_in(raw),
         }
     }
+}
+
+/// Whether any attribute of a start tag, as written, could pass `may_need_work`: each `true` there needs
+/// one of these bytes or words somewhere in the tag (a scheme needs `:`, an authority `//` or `\\`, a
+/// stripped tab or newline itself, a style `(`). Most tags have none, and for those lol_html need not
+/// even build the attribute list.
+fn tag_may_need_work(tag: &[u8]) -> bool {
+    tag.iter()
+        .any(|b| matches!(b, b'&' | b'\\' | b':' | b'(' | b'\t' | b'\n' | b'\r'))
+        || memchr::memmem::find(tag, b"//").is_some()
+        || js::mentions_anything_in(tag)
 }
 
 /// An attribute that needs rewriting, read out before the element is changed.
@@ -157,7 +176,13 @@ pub(super) fn on_element(el: &mut El<'_, '_>, doc: &Shared, agent_tag: &str) {
     {
         let mut d = lock(doc);
         tag = Tag::of_element(el, &d.input);
-        let pending = pending_attributes(el, tag, &d.input);
+        let written = d.input.get(el.source_location().bytes());
+        let pending = if written.is_some_and(|t| !tag_may_need_work(t)) {
+            debug_assert!(pending_attributes(el, tag, &d.input).is_empty());
+            Vec::new()
+        } else {
+            pending_attributes(el, tag, &d.input)
+        };
         if !d.injected {
             d.injected = match tag {
                 Tag::Html => false,
@@ -213,23 +238,18 @@ fn pending_attributes(el: &El<'_, '_>, tag: Tag, input: &RawInput) -> Vec<Pendin
     pending
 }
 
-/// An attribute's value as written, borrowed from the input when it is there and UTF-8. The checks in
-/// `may_need_work` look only at ASCII, which every encoding lol_html accepts spells the same, so the
-/// bytes of another ASCII-compatible encoding that happen to be valid UTF-8 give the same answer.
+/// An attribute's value as written (in the document's encoding), borrowed from the input when it is
+/// still there; otherwise lol_html's decoded copy.
 fn written_value<'a>(
     a: &lol_html::html_content::Attribute<'_>,
     input: &'a RawInput,
-) -> std::borrow::Cow<'a, str> {
-    let written = a
-        .value_source_location()
-        .and_then(|l| input.get(l.bytes()))
-        .and_then(|v| std::str::from_utf8(v).ok());
-    match written {
+) -> std::borrow::Cow<'a, [u8]> {
+    match a.value_source_location().and_then(|l| input.get(l.bytes())) {
         Some(v) => {
-            debug_assert!(!v.is_ascii() || v == a.value());
+            debug_assert!(!v.is_ascii() || v == a.value().as_bytes());
             std::borrow::Cow::Borrowed(v)
         }
-        None => std::borrow::Cow::Owned(a.value()),
+        None => std::borrow::Cow::Owned(a.value().into_bytes()),
     }
 }
 
@@ -291,14 +311,23 @@ mod tests {
 
     #[test]
     fn relative_values_need_no_work() {
-        assert!(!AttrKind::Url.may_need_work("/img/a.png"));
-        assert!(!AttrKind::Url.may_need_work("b.html#x"));
-        assert!(AttrKind::Url.may_need_work("https://cdn.shop.test/a"));
-        assert!(AttrKind::Url.may_need_work("//cdn.shop.test/a"));
-        assert!(AttrKind::Url.may_need_work("https&colon;//cdn.shop.test/a"));
-        assert!(!AttrKind::Srcset.may_need_work("/a.png 1x, /b.png 2x"));
-        assert!(AttrKind::Srcset.may_need_work("/a.png 1x, https://c.test/b.png 2x"));
-        assert!(!AttrKind::Style.may_need_work("color: red"));
-        assert!(!AttrKind::Handler.may_need_work("hover()"));
+        assert!(!AttrKind::Url.may_need_work(b"/img/a.png"));
+        assert!(!AttrKind::Url.may_need_work(b"b.html#x"));
+        assert!(AttrKind::Url.may_need_work(b"https://cdn.shop.test/a"));
+        assert!(AttrKind::Url.may_need_work(b"//cdn.shop.test/a"));
+        assert!(AttrKind::Url.may_need_work(b"https&colon;//cdn.shop.test/a"));
+        assert!(!AttrKind::Srcset.may_need_work(b"/a.png 1x, /b.png 2x"));
+        assert!(AttrKind::Srcset.may_need_work(b"/a.png 1x, https://c.test/b.png 2x"));
+        assert!(!AttrKind::Style.may_need_work(b"color: red"));
+        assert!(!AttrKind::Handler.may_need_work(b"hover()"));
+        assert!(!tag_may_need_work(
+            b"<img src=\"/a.png\" srcset=\"/a.png 1x, b.png 2x\" alt=x>"
+        ));
+        assert!(tag_may_need_work(b"<a href=\"https://c.test/\">"));
+        assert!(tag_may_need_work(b"<a href=\"//c.test/\">"));
+        assert!(tag_may_need_work(b"<a href=\"\\\\c.test/\">"));
+        assert!(tag_may_need_work(b"<a href=\"h\ttps://c.test/\">"));
+        assert!(tag_may_need_work(b"<a onclick=\"location.href=x\">"));
+        assert!(tag_may_need_work(b"<a href=\"&#x2F;&#x2F;c.test\">"));
     }
 }
