@@ -476,6 +476,9 @@ impl ProxyMap {
         if !needs_resolving(reference) {
             return None;
         }
+        if let Some(answer) = self.rewrite_absolute_fast(reference) {
+            return answer;
+        }
         let absolute = base.join(reference).ok()?;
         self.to_proxy_string(&absolute)
     }
@@ -485,8 +488,22 @@ impl ProxyMap {
 /// target? That holds for every reference that neither starts with a scheme of a special (network) URL nor
 /// names an authority (`//host`, and its backslash spellings that browsers accept).
 pub fn needs_resolving(reference: &str) -> bool {
-    let r = reference.trim_matches(|c: char| c <= ' ');
-    let bytes = r.as_bytes();
+    needs_resolving_bytes(reference.as_bytes())
+}
+
+/// [`needs_resolving`] over the bytes of a value as written, in UTF-8 or any ASCII-compatible encoding:
+/// it looks only at ASCII, which those all spell the same, so no decoding is needed to answer.
+pub fn needs_resolving_bytes(reference: &[u8]) -> bool {
+    // Leading and trailing C0 controls and spaces are stripped by the URL parser.
+    let start = reference
+        .iter()
+        .position(|&b| b > b' ')
+        .unwrap_or(reference.len());
+    let end = reference
+        .iter()
+        .rposition(|&b| b > b' ')
+        .map_or(start, |i| i + 1);
+    let bytes = reference.get(start..end).unwrap_or_default();
     // Browsers strip tab and newline anywhere in a URL, so `h\ttps://` is a scheme: take the slow path.
     if memchr::memchr2(b'\t', b'\n', bytes).is_some() || memchr::memchr(b'\r', bytes).is_some() {
         return true;
@@ -523,6 +540,8 @@ pub(crate) fn test_map() -> ProxyMap {
     let session = SessionId::parse("k3x9q2m7wa").unwrap();
     ProxyMap::new(std::sync::Arc::new(public), session)
 }
+
+mod fast;
 
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,8 @@ struct Doc {
     /// What the `<script>` being read holds: its text is rewritten as JavaScript, as an import map, or not.
     script: ScriptKind,
     scripts: Arc<ScriptCache>,
+    /// The input being parsed, for reading attributes without lol_html's allocating accessors.
+    input: raw::RawInput,
 }
 
 type Shared = Arc<Mutex<Doc>>;
@@ -66,6 +68,9 @@ fn lock(doc: &Shared) -> MutexGuard<'_, Doc> {
 pub struct HtmlTransform {
     rewriter: Option<HtmlRewriter<'static, Sink>>,
     output: Arc<Mutex<Vec<u8>>>,
+    /// The full rewrite's state, which is handed each input chunk (see `raw.rs`); `None` for the
+    /// injection-only rewrite.
+    doc: Option<Shared>,
 }
 
 pub struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -81,7 +86,10 @@ impl lol_html::OutputSink for Sink {
 
 impl HtmlTransform {
     pub fn new(ctx: HtmlContext) -> HtmlTransform {
-        HtmlTransform::with_settings(settings(ctx))
+        let (settings, doc) = settings(ctx);
+        let mut transform = HtmlTransform::with_settings(settings);
+        transform.doc = Some(doc);
+        transform
     }
 
     pub(super) fn with_settings(settings: Settings<'static, 'static>) -> HtmlTransform {
@@ -90,6 +98,7 @@ impl HtmlTransform {
         HtmlTransform {
             rewriter: Some(rewriter),
             output,
+            doc: None,
         }
     }
 
@@ -102,7 +111,12 @@ impl HtmlTransform {
 impl Transform for HtmlTransform {
     fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
         let result = match self.rewriter.as_mut() {
-            Some(r) => r.write(chunk),
+            Some(r) => {
+                if let Some(doc) = &self.doc {
+                    lock(doc).input.push(chunk);
+                }
+                r.write(chunk)
+            }
             None => {
                 out.extend_from_slice(chunk);
                 return Ok(());
@@ -126,7 +140,7 @@ impl Transform for HtmlTransform {
     }
 }
 
-fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
+fn settings(ctx: HtmlContext) -> (Settings<'static, 'static>, Shared) {
     let agent_tag: Arc<str> = ctx.agent_tag.into();
     let agent_tag_end = agent_tag.clone();
     let doc: Shared = Arc::new(Mutex::new(Doc {
@@ -142,6 +156,7 @@ fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
         inline_limit: ctx.inline_limit,
         script: ScriptKind::Other,
         scripts: ctx.scripts,
+        input: raw::RawInput::default(),
     }));
     let mut settings = base_settings(ctx.encoding, ctx.memory_limit);
     let (d_el, d_end) = (doc.clone(), doc.clone());
@@ -157,7 +172,7 @@ fn settings(ctx: HtmlContext) -> Settings<'static, 'static> {
             }
             Ok(())
         }));
-    add_inline_text(settings, &doc)
+    (add_inline_text(settings, &doc), doc)
 }
 
 /// What every document rewrite starts from: its encoding, a memory cap, and bail-out to passthrough
@@ -183,7 +198,17 @@ pub(super) fn place_agent(
     el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
     tag: &str,
 ) -> bool {
-    match el.tag_name().as_str() {
+    let name = el.tag_name();
+    place_agent_at(el, &name, tag)
+}
+
+/// [`place_agent`] for an element whose (lowercase) name is already known.
+fn place_agent_at(
+    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    name: &str,
+    tag: &str,
+) -> bool {
+    match name {
         "html" => false,
         "head" => {
             el.prepend(tag, ContentType::Html);
@@ -407,6 +432,7 @@ fn rewrite_inline_text(
 }
 
 mod element;
+mod raw;
 
 #[cfg(test)]
 mod tests;

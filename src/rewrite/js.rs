@@ -66,7 +66,11 @@ pub fn rewrite_handler(body: &str, cache: &super::script::ScriptCache) -> Option
 
 /// Scripts that name none of the rewritten things need no parse at all (most of them).
 pub fn mentions_anything(source: &str) -> bool {
-    let bytes = source.as_bytes();
+    mentions_anything_in(source.as_bytes())
+}
+
+/// [`mentions_anything`] over bytes as written (the words are ASCII, so any ASCII-compatible encoding).
+pub fn mentions_anything_in(bytes: &[u8]) -> bool {
     ["location", "import", "postMessage"]
         .iter()
         .any(|word| memchr::memmem::find(bytes, word.as_bytes()).is_some())

@@ -245,3 +245,78 @@ fn proxy_urls_map_back() {
         "another session's host is not ours"
     );
 }
+
+/// The string-level path for absolute URLs must agree with the full parse wherever it answers.
+#[test]
+fn absolute_fast_path_agrees_with_the_parser() {
+    let m = map();
+    let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
+    let slow = |r: &str| {
+        let absolute = base.join(r).ok()?;
+        m.to_proxy_string(&absolute)
+    };
+    let cases = [
+        "https://cdn.shop.test/img/1.jpg",
+        "http://cdn.shop.test/img/1.jpg?a=1&b=2#frag",
+        "https://cdn.shop.test",
+        "https://cdn.shop.test?q",
+        "https://cdn.shop.test#f",
+        "  https://cdn.shop.test/a  ",
+        "https://a-b.c9.test/x;y=1/(z)*~!$,@:%20",
+        "https://localhost:8080/a",
+        "http://localhost/a",
+        "https://x.localhost/a",
+        "https://cdn.shop.test.k3x9q2m7wa-s.localhost:8080/a",
+        "https://CDN.shop.test/a",
+        "HTTPS://cdn.shop.test/a",
+        "https://cdn.shop.test:443/a",
+        "https://cdn.shop.test:8443/a",
+        "https://u:p@cdn.shop.test/a",
+        "https://xn--bcher-kva.test/a",
+        "https://1.2.3.4/a",
+        "https://cdn.0x10/a",
+        "https://shop.test./a",
+        "https://a..b/a",
+        "https://cdn.shop.test/a/../b",
+        "https://cdn.shop.test/a/./b",
+        "https://cdn.shop.test/a/%2e%2E/b",
+        "https://cdn.shop.test/a/.%2e",
+        "https://cdn.shop.test/a/.hidden/..x",
+        "https://cdn.shop.test/a b",
+        "https://cdn.shop.test/a\\b",
+        "https://cdn.shop.test/a?it's",
+        "https://cdn.shop.test/a#`x`",
+        "https://cdn.shop.test/ä",
+        "https://bücher.test/a",
+        "https://cdn.shop.test/a\tb",
+        "https:cdn.shop.test/a",
+        "https:///cdn.shop.test/a",
+        "https://-a.test/b",
+    ];
+    for r in cases {
+        if let Some(fast) = m.rewrite_absolute_fast(r) {
+            assert_eq!(fast, slow(r), "{r:?}");
+        }
+    }
+    // The common shapes must take the fast path at all.
+    for r in [
+        "https://cdn.shop.test/img/1.jpg",
+        "http://a.test",
+        "https://a.test/x.%2e/y",
+    ] {
+        assert!(m.rewrite_absolute_fast(r).is_some(), "{r}");
+    }
+    // And the whole corpus agrees.
+    for page in ["shop-100k", "news-300k", "docs-1m"] {
+        let path = format!("{}/fixtures/corpus/{page}.html", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        for (i, _) in text.match_indices("http") {
+            let r = &text[i..];
+            let end = r.find(['"', '\'', ' ', '>', ')']).unwrap_or(r.len());
+            let r = &r[..end];
+            if let Some(fast) = m.rewrite_absolute_fast(r) {
+                assert_eq!(fast, slow(r), "{r:?}");
+            }
+        }
+    }
+}

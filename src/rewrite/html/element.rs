@@ -5,15 +5,18 @@
 //! selectors cost more than the rewriting itself (`docs/PERFORMANCE.md`), so the agent injection's `*`
 //! handler, which runs on every element anyway, also classifies each attribute by name and skips it on a
 //! cheap check of its raw value. Relative and root-relative URLs resolve correctly on a per-origin proxy
-//! host, so the common case is a name compare and a byte check, with no allocation beyond lol_html's own.
+//! host, so the common case is a name compare and a byte check. Names and values are read in place from
+//! the input (`raw.rs`), so an attribute that needs no work costs no allocation either; only the tag's
+//! attribute list itself is materialised by lol_html.
 
 use lol_html::html_content::Element;
 use lol_html::send::SendHandlerTypes;
 
+use super::raw::RawInput;
 use super::{escape_attribute, lock, Doc, ScriptKind, Shared};
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
-use crate::url_codec::needs_resolving;
+use crate::url_codec::needs_resolving_bytes;
 
 type El<'r, 't> = Element<'r, 't, SendHandlerTypes>;
 
@@ -32,15 +35,65 @@ enum AttrKind {
     Handler,
 }
 
+/// The elements whose name changes what the handler does with them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tag {
+    Html,
+    Head,
+    Base,
+    Meta,
+    Link,
+    Script,
+    Object,
+    Applet,
+    Other,
+}
+
+impl Tag {
+    /// From a tag name in any case (as written, or as lol_html reports it).
+    fn of(name: &[u8]) -> Tag {
+        const NAMES: [(&[u8], Tag); 8] = [
+            (b"html", Tag::Html),
+            (b"head", Tag::Head),
+            (b"base", Tag::Base),
+            (b"meta", Tag::Meta),
+            (b"link", Tag::Link),
+            (b"script", Tag::Script),
+            (b"object", Tag::Object),
+            (b"applet", Tag::Applet),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(Tag::Other, |&(_, tag)| tag)
+    }
+
+    /// The element's tag, read from the start tag as written (`<name` up to whitespace, `/` or `>`, as
+    /// the tokenizer ends it), or through lol_html's allocating `tag_name()` if the input is gone.
+    fn of_element(el: &El<'_, '_>, input: &RawInput) -> Tag {
+        let written = input.get(el.source_location().bytes()).and_then(|raw| {
+            let name = raw.strip_prefix(b"<")?;
+            let end = name
+                .iter()
+                .position(|&b| b.is_ascii_whitespace() || b == b'/' || b == b'>')
+                .unwrap_or(name.len());
+            Some(Tag::of(&name[..end]))
+        });
+        let tag = written.unwrap_or_else(|| Tag::of(el.tag_name().as_bytes()));
+        debug_assert_eq!(tag, Tag::of(el.tag_name().as_bytes()));
+        tag
+    }
+}
+
 /// The attribute `name` (lowercase) on a `tag` element, if it can carry something we rewrite. HTML, SVG
 /// and obsolete attributes that browsers still load.
-fn classify(name: &str, tag: &str) -> Option<AttrKind> {
+fn classify(name: &str, tag: Tag) -> Option<AttrKind> {
     let kind = match name {
         "href" | "src" | "action" | "formaction" | "poster" | "cite" | "background"
         | "longdesc" | "icon" | "lowsrc" | "xlink:href" => AttrKind::Url,
-        "data" if tag == "object" => AttrKind::Url,
-        "codebase" if tag == "object" || tag == "applet" => AttrKind::Url,
-        "manifest" if tag == "html" => AttrKind::Url,
+        "data" if tag == Tag::Object => AttrKind::Url,
+        "codebase" if tag == Tag::Object || tag == Tag::Applet => AttrKind::Url,
+        "manifest" if tag == Tag::Html => AttrKind::Url,
         "srcset" | "imagesrcset" => AttrKind::Srcset,
         "ping" => AttrKind::List,
         "style" => AttrKind::Style,
@@ -50,25 +103,62 @@ fn classify(name: &str, tag: &str) -> Option<AttrKind> {
     Some(kind)
 }
 
+/// [`classify`] for a name as written (any case), without allocating. `None` for a name that is not
+/// ASCII: the caller then asks lol_html, which decodes it in the document's encoding.
+fn classify_written(name: &[u8], tag: Tag) -> Option<Option<AttrKind>> {
+    if !name.is_ascii() {
+        return None;
+    }
+    let mut lower = [0u8; 16];
+    let Some(buf) = lower.get_mut(..name.len()) else {
+        // Longer than any name in `classify`: only the `on…` rule can apply.
+        let handler = name.len() > 2 && name[..2].eq_ignore_ascii_case(b"on");
+        return Some(handler.then_some(AttrKind::Handler));
+    };
+    for (l, b) in buf.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    Some(std::str::from_utf8(buf).ok().and_then(|n| classify(n, tag)))
+}
+
 impl AttrKind {
-    /// Whether the raw (still entity-encoded) value could need rewriting; `false` means it is fine as written.
-    fn may_need_work(self, raw: &str) -> bool {
+    /// Whether the raw (still entity-encoded) value could need rewriting; `false` means it is fine as
+    /// written. Only ASCII is looked at, so these are the bytes as written in any encoding lol_html takes.
+    /// Every `true` needs a byte or word that [`tag_may_need_work`] looks for.
+    fn may_need_work(self, raw: &[u8]) -> bool {
+        let has = |b| memchr::memchr(b, raw).is_some();
         match self {
             // An entity can spell a scheme (`https&colon;//`), so any `&` takes the slow path.
-            AttrKind::Url => raw.contains('&') || needs_resolving(raw),
+            AttrKind::Url => has(b'&') || needs_resolving_bytes(raw),
             AttrKind::Srcset => {
-                raw.contains('&')
-                    || raw.contains('\\')
-                    || raw.split(',').any(|c| needs_resolving(c.trim_start()))
+                has(b'&')
+                    || has(b'\\')
+                    || raw
+                        .split(|&b| b == b',')
+                        .any(|c| needs_resolving_bytes(c.trim_ascii_start()))
             }
             AttrKind::List => {
-                raw.contains('&') || raw.split_ascii_whitespace().any(needs_resolving)
+                has(b'&')
+                    || raw
+                        .split(|b| b.is_ascii_whitespace())
+                        .any(needs_resolving_bytes)
             }
             // Only url(), image-set() and the like can carry a URL, and they all need a parenthesis.
-            AttrKind::Style => raw.contains('('),
-            AttrKind::Handler => js::mentions_anything(raw),
+            AttrKind::Style => has(b'('),
+            AttrKind::Handler => js::mentions_anything_in(raw),
         }
     }
+}
+
+/// Whether any attribute of a start tag, as written, could pass `may_need_work`: each `true` there needs
+/// one of these bytes or words somewhere in the tag (a scheme needs `:`, an authority `//` or `\\`, a
+/// stripped tab or newline itself, a style `(`). Most tags have none, and for those lol_html need not
+/// even build the attribute list.
+fn tag_may_need_work(tag: &[u8]) -> bool {
+    tag.iter()
+        .any(|b| matches!(b, b'&' | b'\\' | b':' | b'(' | b'\t' | b'\n' | b'\r'))
+        || memchr::memmem::find(tag, b"//").is_some()
+        || js::mentions_anything_in(tag)
 }
 
 /// An attribute that needs rewriting, read out before the element is changed.
@@ -82,24 +172,35 @@ struct Pending {
 /// own (`<base>`, `<meta http-equiv>`, `integrity`, the kind of a `<script>`), in that order, so `<base>`
 /// sees its own `href` already rewritten as the separate handlers did.
 pub(super) fn on_element(el: &mut El<'_, '_>, doc: &Shared, agent_tag: &str) {
-    let tag = el.tag_name();
-    let pending = pending_attributes(el, &tag);
+    let tag;
     {
         let mut d = lock(doc);
+        tag = Tag::of_element(el, &d.input);
+        let written = d.input.get(el.source_location().bytes());
+        let pending = if written.is_some_and(|t| !tag_may_need_work(t)) {
+            debug_assert!(pending_attributes(el, tag, &d.input).is_empty());
+            Vec::new()
+        } else {
+            pending_attributes(el, tag, &d.input)
+        };
         if !d.injected {
-            d.injected = super::place_agent(el, agent_tag);
+            d.injected = match tag {
+                Tag::Html => false,
+                Tag::Head => super::place_agent_at(el, "head", agent_tag),
+                _ => super::place_agent_at(el, "", agent_tag),
+            };
         }
         for p in pending {
             apply(el, &d, p);
         }
     }
-    match tag.as_str() {
-        "base" if el.has_attribute("href") => super::set_base(el, doc),
-        "meta" if el.has_attribute("http-equiv") && el.has_attribute("content") => {
+    match tag {
+        Tag::Base if el.has_attribute("href") => super::set_base(el, doc),
+        Tag::Meta if el.has_attribute("http-equiv") && el.has_attribute("content") => {
             super::rewrite_meta(el, doc)
         }
-        "link" if el.has_attribute("integrity") => super::drop_integrity(el),
-        "script" => {
+        Tag::Link if el.has_attribute("integrity") => super::drop_integrity(el),
+        Tag::Script => {
             if el.has_attribute("integrity") {
                 super::drop_integrity(el);
             }
@@ -111,18 +212,22 @@ pub(super) fn on_element(el: &mut El<'_, '_>, doc: &Shared, agent_tag: &str) {
 }
 
 /// The attributes of `el` that may need work, in document order.
-fn pending_attributes(el: &El<'_, '_>, tag: &str) -> Vec<Pending> {
+fn pending_attributes(el: &El<'_, '_>, tag: Tag, input: &RawInput) -> Vec<Pending> {
     let attributes = el.attributes();
     let mut pending = Vec::new();
     for (i, a) in attributes.iter().enumerate() {
-        let name = a.name();
-        let Some(kind) = classify(&name, tag) else {
+        let written = a.name_source_location().and_then(|l| input.get(l.bytes()));
+        let kind = written.and_then(|n| classify_written(n, tag));
+        debug_assert!(kind.is_none_or(|k| k == classify(&a.name(), tag)));
+        let Some(kind) = kind.unwrap_or_else(|| classify(&a.name(), tag)) else {
             continue;
         };
-        let raw = a.value();
-        if !kind.may_need_work(&raw) {
+        if !kind.may_need_work(&written_value(a, input)) {
             continue;
         }
+        let name = a.name();
+        // The entity-encoded value as lol_html decodes it from the document's encoding.
+        let raw = a.value();
         // `set_attribute` changes the first attribute of a name, and browsers use the first: a repeat is
         // not what the page means. Rare enough (only values that need work get here) to check this way.
         if attributes[..i].iter().any(|b| b.name() == name) {
@@ -131,6 +236,21 @@ fn pending_attributes(el: &El<'_, '_>, tag: &str) -> Vec<Pending> {
         pending.push(Pending { kind, name, raw });
     }
     pending
+}
+
+/// An attribute's value as written (in the document's encoding), borrowed from the input when it is
+/// still there; otherwise lol_html's decoded copy.
+fn written_value<'a>(
+    a: &lol_html::html_content::Attribute<'_>,
+    input: &'a RawInput,
+) -> std::borrow::Cow<'a, [u8]> {
+    match a.value_source_location().and_then(|l| input.get(l.bytes())) {
+        Some(v) => {
+            debug_assert!(!v.is_ascii() || v == a.value().as_bytes());
+            std::borrow::Cow::Borrowed(v)
+        }
+        None => std::borrow::Cow::Owned(a.value().into_bytes()),
+    }
 }
 
 fn apply(el: &mut El<'_, '_>, d: &Doc, p: Pending) {
@@ -162,28 +282,52 @@ mod tests {
 
     #[test]
     fn classifies_by_name_and_tag() {
-        assert_eq!(classify("href", "a"), Some(AttrKind::Url));
-        assert_eq!(classify("xlink:href", "use"), Some(AttrKind::Url));
-        assert_eq!(classify("data", "object"), Some(AttrKind::Url));
-        assert_eq!(classify("data", "div"), None);
-        assert_eq!(classify("manifest", "html"), Some(AttrKind::Url));
-        assert_eq!(classify("manifest", "div"), None);
-        assert_eq!(classify("imagesrcset", "link"), Some(AttrKind::Srcset));
-        assert_eq!(classify("onclick", "button"), Some(AttrKind::Handler));
-        assert_eq!(classify("on", "button"), None);
-        assert_eq!(classify("class", "a"), None);
+        assert_eq!(classify("href", Tag::Other), Some(AttrKind::Url));
+        assert_eq!(classify("xlink:href", Tag::Other), Some(AttrKind::Url));
+        assert_eq!(classify("data", Tag::Object), Some(AttrKind::Url));
+        assert_eq!(classify("data", Tag::Other), None);
+        assert_eq!(classify("manifest", Tag::Html), Some(AttrKind::Url));
+        assert_eq!(classify("manifest", Tag::Other), None);
+        assert_eq!(classify("imagesrcset", Tag::Link), Some(AttrKind::Srcset));
+        assert_eq!(classify("onclick", Tag::Other), Some(AttrKind::Handler));
+        assert_eq!(classify("on", Tag::Other), None);
+        assert_eq!(classify("class", Tag::Other), None);
+    }
+
+    #[test]
+    fn classifies_written_names_in_any_case() {
+        let w = |n: &str, t| classify_written(n.as_bytes(), t);
+        assert_eq!(w("HREF", Tag::Other), Some(Some(AttrKind::Url)));
+        assert_eq!(w("Data", Tag::Object), Some(Some(AttrKind::Url)));
+        assert_eq!(
+            w("onAnimationIteration", Tag::Other),
+            Some(Some(AttrKind::Handler))
+        );
+        assert_eq!(w("data-very-long-name", Tag::Other), Some(None));
+        assert_eq!(w("hréf", Tag::Other), None);
+        assert_eq!(Tag::of(b"SCRIPT"), Tag::Script);
+        assert_eq!(Tag::of(b"scripts"), Tag::Other);
     }
 
     #[test]
     fn relative_values_need_no_work() {
-        assert!(!AttrKind::Url.may_need_work("/img/a.png"));
-        assert!(!AttrKind::Url.may_need_work("b.html#x"));
-        assert!(AttrKind::Url.may_need_work("https://cdn.shop.test/a"));
-        assert!(AttrKind::Url.may_need_work("//cdn.shop.test/a"));
-        assert!(AttrKind::Url.may_need_work("https&colon;//cdn.shop.test/a"));
-        assert!(!AttrKind::Srcset.may_need_work("/a.png 1x, /b.png 2x"));
-        assert!(AttrKind::Srcset.may_need_work("/a.png 1x, https://c.test/b.png 2x"));
-        assert!(!AttrKind::Style.may_need_work("color: red"));
-        assert!(!AttrKind::Handler.may_need_work("hover()"));
+        assert!(!AttrKind::Url.may_need_work(b"/img/a.png"));
+        assert!(!AttrKind::Url.may_need_work(b"b.html#x"));
+        assert!(AttrKind::Url.may_need_work(b"https://cdn.shop.test/a"));
+        assert!(AttrKind::Url.may_need_work(b"//cdn.shop.test/a"));
+        assert!(AttrKind::Url.may_need_work(b"https&colon;//cdn.shop.test/a"));
+        assert!(!AttrKind::Srcset.may_need_work(b"/a.png 1x, /b.png 2x"));
+        assert!(AttrKind::Srcset.may_need_work(b"/a.png 1x, https://c.test/b.png 2x"));
+        assert!(!AttrKind::Style.may_need_work(b"color: red"));
+        assert!(!AttrKind::Handler.may_need_work(b"hover()"));
+        assert!(!tag_may_need_work(
+            b"<img src=\"/a.png\" srcset=\"/a.png 1x, b.png 2x\" alt=x>"
+        ));
+        assert!(tag_may_need_work(b"<a href=\"https://c.test/\">"));
+        assert!(tag_may_need_work(b"<a href=\"//c.test/\">"));
+        assert!(tag_may_need_work(b"<a href=\"\\\\c.test/\">"));
+        assert!(tag_may_need_work(b"<a href=\"h\ttps://c.test/\">"));
+        assert!(tag_may_need_work(b"<a onclick=\"location.href=x\">"));
+        assert!(tag_may_need_work(b"<a href=\"&#x2F;&#x2F;c.test\">"));
     }
 }
