@@ -6,7 +6,7 @@ mod support;
 
 use cobrowse_proxy::access::AccessConfig;
 use cobrowse_proxy::config::FileConfig;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use support::{forward, start_with, Options, Stack};
 
 async fn stack_with(access: AccessConfig) -> Stack {
@@ -20,18 +20,6 @@ async fn stack_with(access: AccessConfig) -> Stack {
     .await
 }
 
-async fn create(stack: &Stack, url: &str) -> support::Reply {
-    let body = serde_json::json!({ "url": url }).to_string();
-    stack
-        .request(
-            Method::POST,
-            &format!("{}/api/sessions", stack.public),
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await
-}
-
 #[tokio::test]
 async fn denied_targets_are_refused_at_every_entry_point() {
     let stack = stack_with(AccessConfig {
@@ -39,7 +27,7 @@ async fn denied_targets_are_refused_at_every_entry_point() {
         ..AccessConfig::default()
     })
     .await;
-    let refused = create(&stack, "https://db.internal.test/").await;
+    let refused = stack.create_session("https://db.internal.test/").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
     assert!(
         refused.text().contains("does not allow"),
@@ -84,11 +72,11 @@ async fn an_allow_list_admits_only_its_hosts() {
     })
     .await;
     assert_eq!(
-        create(&stack, "https://www.shop.test/").await.status,
+        stack.create_session("https://www.shop.test/").await.status,
         StatusCode::CREATED
     );
     assert_eq!(
-        create(&stack, "https://www.other.test/").await.status,
+        stack.create_session("https://www.other.test/").await.status,
         StatusCode::FORBIDDEN
     );
     stack.stop().await;
@@ -103,11 +91,11 @@ async fn session_creation_is_rate_limited_per_client() {
     .await;
     for _ in 0..3 {
         assert_eq!(
-            create(&stack, "https://www.shop.test/").await.status,
+            stack.create_session("https://www.shop.test/").await.status,
             StatusCode::CREATED
         );
     }
-    let limited = create(&stack, "https://www.shop.test/").await;
+    let limited = stack.create_session("https://www.shop.test/").await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.header("retry-after").as_deref(), Some("60"));
     assert!(limited.json()["error"]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cobrowse_proxy::config::{FileConfig, UpstreamTimeouts};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use support::{forward, header_params, start_with, Options, Stack};
 use tokio::net::UdpSocket;
 
@@ -78,18 +78,6 @@ fn assert_refused(status: StatusCode, text: &str, what: &str) {
     );
 }
 
-async fn create(stack: &Stack, url: &str) -> support::Reply {
-    let body = serde_json::json!({ "url": url }).to_string();
-    stack
-        .request(
-            Method::POST,
-            &format!("{}/api/sessions", stack.public),
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await
-}
-
 #[tokio::test]
 async fn every_tricky_target_is_refused_at_every_entry_point() {
     let stack = start_with(Options {
@@ -109,7 +97,7 @@ async fn every_tricky_target_is_refused_at_every_entry_point() {
         let host = host_for(template, &stack);
         let url = format!("http://{host}/latest/meta-data/");
 
-        let created = create(&stack, &url).await;
+        let created = stack.create_session(&url).await;
         if created.status == StatusCode::CREATED {
             let visitor = created.json()["visitor_url"].as_str().unwrap().to_owned();
             let page = stack.get(&visitor).await;

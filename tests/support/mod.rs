@@ -172,21 +172,25 @@ impl Reply {
 impl Stack {
     /// Creates a session through the API and returns (session id, visitor URL).
     pub async fn session(&self, url: &str) -> (String, String) {
-        let body = serde_json::json!({ "url": url }).to_string();
-        let reply = self
-            .request(
-                Method::POST,
-                &format!("{}/api/sessions", self.public),
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await;
+        let reply = self.create_session(url).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
         let json = reply.json();
         (
             json["id"].as_str().unwrap().to_owned(),
             json["visitor_url"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// `POST /api/sessions` for `url`, whatever the answer (for tests of refusals).
+    pub async fn create_session(&self, url: &str) -> Reply {
+        let body = serde_json::json!({ "url": url }).to_string();
+        self.request(
+            Method::POST,
+            &format!("{}/api/sessions", self.public),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
     }
 
     /// The proxy URL for a target URL within a session.
