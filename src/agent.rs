@@ -114,6 +114,16 @@ pub fn forward_script_tag(page_origin: &str, nonce: &str) -> String {
 /// credential for the relay (the agent script takes it off the element before any page script runs).
 pub fn script_tag(public: &PublicOrigin, session: &SessionId, nonce: &str) -> String {
     let token = crate::session::visitor_credential(session, std::time::SystemTime::now());
+    script_tag_with(public, session, &token, nonce)
+}
+
+/// [`script_tag`] with a credential the caller signed (a node of a deployment signs with the shared key).
+pub fn script_tag_with(
+    public: &PublicOrigin,
+    session: &SessionId,
+    token: &str,
+    nonce: &str,
+) -> String {
     format!(
         "<script src=\"{}{PATH}\" data-cobrowse-session=\"{session}\" data-cobrowse-token=\"{token}\" \
          nonce=\"{nonce}\"></script>",

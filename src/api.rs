@@ -42,15 +42,17 @@ pub async fn handle(
         ),
         (Method::POST, "/api/sessions") => create_session(shared, req, client).await?,
         (Method::POST, "/api/cache/purge") => purge_cache(shared, req).await?,
-        (Method::GET, "/go") => go(shared, &req, client)?,
+        (Method::GET, "/go") => go(shared, &req, client).await?,
         (Method::GET, crate::agent::PATH) => return Ok(shared.agent.serve(req.headers())),
         (Method::GET, crate::relay::PATH) => {
             if !shared.client_limits.allow_join(client) {
                 return Err(ProxyError::TooManyRequests("relay joins"));
             }
-            return Ok(shared.relay.upgrade(req)?);
+            return Ok(shared.relay.upgrade(req).await?);
         }
-        (Method::DELETE, p) if p.starts_with("/api/sessions/") => end_session(shared, &req, p)?,
+        (Method::DELETE, p) if p.starts_with("/api/sessions/") => {
+            end_session(shared, &req, p).await?
+        }
         (_, p) if p.starts_with(data_api::VISITORS) || p == data_api::EVENTS => {
             data_api::handle(shared, &req).await?
         }
@@ -65,7 +67,7 @@ pub async fn handle(
             text(StatusCode::OK, "text/css; charset=utf-8", VIEW_CSS)
         }
         (Method::GET, p) if p.starts_with("/agent/") => {
-            let mut page = agent_view(shared, p, req.uri().query())?;
+            let mut page = agent_view(shared, p, req.uri().query()).await?;
             secure_headers(page.headers_mut());
             let csp = view_csp(&shared.public);
             if let Ok(v) = HeaderValue::from_str(&csp) {
@@ -107,7 +109,7 @@ async fn create_session(
     let body: CreateSession = serde_json::from_slice(&bytes)
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {{\"url\": \"…\"}}: {e}")))?;
     let identity = body.visitor.map(VisitorInput::into_identity).transpose()?;
-    let session = start_session(shared, &body.url)?;
+    let session = start_session(shared, &body.url).await?;
     if let Some(identity) = identity {
         shared.store.identify(&session.id, identity);
     }
@@ -151,11 +153,17 @@ async fn purge_cache(
         ));
     }
     let body: Purge = read_json(shared, req, "{\"url\": \"…\"} or {\"all\": true}").await?;
+    // Every node's cache is its own; the others purge when they hear of it (`docs/SCALING.md`).
+    let cluster = shared.cluster.as_deref();
     let purged = match (body.url, body.all) {
-        (None, true) => shared.cache.purge_all(),
+        (None, true) => {
+            cluster.inspect(|c| c.purge_all());
+            shared.cache.purge_all()
+        }
         (Some(url), false) => {
             let url = Url::parse(url.trim())
                 .map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
+            cluster.inspect(|c| c.purge(url.as_str()));
             u64::from(shared.cache.purge(url.as_str()))
         }
         _ => return Err(ProxyError::BadRequest("give either url or all".into())),
@@ -185,7 +193,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ProxyError::BadRequest(format!("expected JSON {shape}: {e}")))
 }
 
-fn go(
+async fn go(
     shared: &Shared,
     req: &Request<Incoming>,
     client: IpAddr,
@@ -199,7 +207,7 @@ fn go(
     authorize(shared, req.headers(), param("token").as_deref())?;
     limit_sessions(shared, client)?;
     let target = param("url").ok_or_else(|| ProxyError::BadRequest("missing ?url=".into()))?;
-    let session = start_session(shared, &target)?;
+    let session = start_session(shared, &target).await?;
     let location = visitor_url(shared, &session)?;
     let mut response = text(StatusCode::FOUND, "text/plain", "");
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -238,7 +246,10 @@ fn limit_sessions(shared: &Shared, client: IpAddr) -> Result<(), ProxyError> {
     }
 }
 
-fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session>, ProxyError> {
+async fn start_session(
+    shared: &Shared,
+    target: &str,
+) -> Result<std::sync::Arc<Session>, ProxyError> {
     let url =
         Url::parse(target.trim()).map_err(|e| ProxyError::BadRequest(format!("not a URL: {e}")))?;
     let origin = TargetOrigin::from_url(&url)
@@ -256,7 +267,7 @@ fn start_session(shared: &Shared, target: &str) -> Result<std::sync::Arc<Session
             "this deployment does not allow co-browsing that host".into(),
         ));
     }
-    let session = shared.sessions.create(url);
+    let session = shared.sessions.create(url).await?;
     let created = crate::store::EventName::SessionCreated;
     shared.store.event(&session.id, created, None, None);
     Ok(session)
@@ -270,13 +281,17 @@ fn visitor_url(shared: &Shared, session: &Session) -> Result<String, ProxyError>
 
 /// The agent link carries an agent credential, good for the session's lifetime.
 fn agent_url(shared: &Shared, session: &Session) -> String {
-    let token = Credential::new(session.id.clone(), Role::Agent, session.expires_at).sign();
+    let token = shared.sessions.sign(&Credential::new(
+        session.id.clone(),
+        Role::Agent,
+        session.expires_at,
+    ));
     format!("{}/agent/{}?t={token}", shared.public.origin(), session.id)
 }
 
 /// `DELETE /api/sessions/<id>`: ends the session now; its proxy hosts stop answering and its relay room
 /// closes (revocation).
-fn end_session(
+async fn end_session(
     shared: &Shared,
     req: &Request<Incoming>,
     path: &str,
@@ -286,7 +301,8 @@ fn end_session(
         .ok_or(ProxyError::SessionNotFound)?;
     shared
         .sessions
-        .get(&id)
+        .find(&id)
+        .await
         .ok_or(ProxyError::SessionNotFound)?;
     shared.sessions.remove(&id);
     shared.relay.revoke(&id);
@@ -315,20 +331,25 @@ fn view_csp(public: &crate::url_codec::PublicOrigin) -> String {
 
 /// The agent's live view of a session. The credential is checked here too, so an expired or wrong link
 /// says so at once instead of a socket failing later.
-fn agent_view(
+async fn agent_view(
     shared: &Shared,
     path: &str,
     query: Option<&str>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let id = path.trim_start_matches("/agent/");
-    let session = crate::url_codec::SessionId::parse(id)
-        .and_then(|id| shared.sessions.get(&id))
+    let id = crate::url_codec::SessionId::parse(path.trim_start_matches("/agent/"))
+        .ok_or(ProxyError::SessionNotFound)?;
+    let session = shared
+        .sessions
+        .find(&id)
+        .await
         .ok_or(ProxyError::SessionNotFound)?;
     let token = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "t")
         .map(|(_, v)| v.into_owned())
         .ok_or(crate::relay::RelayError::MissingCredential)?;
-    let credential = Credential::verify(&token, std::time::SystemTime::now())
+    let credential = shared
+        .sessions
+        .verify(&token, std::time::SystemTime::now())
         .map_err(crate::relay::RelayError::from)?;
     if credential.role != Role::Agent || credential.session != session.id {
         return Err(crate::relay::RelayError::WrongRole("agent").into());

@@ -32,6 +32,10 @@ pub enum ConfigError {
     NoIntercept(String),
     #[error(transparent)]
     Target(#[from] crate::access::PatternError),
+    #[error("[cluster] nats_url is set, so a shared signing_key of at least 32 bytes is required (every node must verify the others' credentials)")]
+    SigningKeyRequired,
+    #[error("[cluster] subject_prefix {0:?}: expected letters, digits, '-' or '_'")]
+    SubjectPrefix(String),
 }
 
 /// The file form of the configuration: every key is optional and defaults as documented on [`Config`].
@@ -55,6 +59,7 @@ pub struct FileConfig {
     pub dns_servers: Vec<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub debug_events: Option<bool>,
+    pub cluster: ClusterConfig,
 }
 
 impl FileConfig {
@@ -131,6 +136,59 @@ impl Default for Limits {
             max_request_head: 64 << 10,
             h2_max_streams: 100,
         }
+    }
+}
+
+/// Scale-out (`docs/SCALING.md`): unset, the proxy is one self-contained node, exactly as without it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server(s) every node talks to (`nats://host:4222`, comma-separated for several);
+    /// setting it turns scale-out on. The server needs JetStream (`nats-server -js`) for shared sessions.
+    pub nats_url: Option<String>,
+    /// The HMAC key every node signs and checks session credentials with, at least 32 bytes.
+    /// Required with `nats_url`; without it each process has its own random key.
+    pub signing_key: Option<String>,
+    /// The shared store (PostgreSQL) for visitor metadata and the debug event log, instead of the
+    /// embedded one: a libpq connection string or `postgres://` URL.
+    pub postgres_url: Option<String>,
+    /// This node's name in logs and on the engine; default the host name and process id.
+    pub node_name: Option<String>,
+    /// First token of every subject and bucket, so several deployments can share one engine.
+    /// Default `cobrowse`.
+    pub subject_prefix: Option<String>,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        self.nats_url.is_some()
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.subject_prefix.as_deref().unwrap_or("cobrowse")
+    }
+
+    fn validate(self) -> Result<ClusterConfig, ConfigError> {
+        let clean = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let cluster = ClusterConfig {
+            nats_url: clean(self.nats_url),
+            signing_key: clean(self.signing_key),
+            postgres_url: clean(self.postgres_url),
+            node_name: clean(self.node_name),
+            subject_prefix: clean(self.subject_prefix),
+        };
+        let key_ok = cluster.signing_key.as_ref().is_some_and(|k| k.len() >= 32);
+        if cluster.signing_key.is_some() && !key_ok || cluster.enabled() && !key_ok {
+            return Err(ConfigError::SigningKeyRequired);
+        }
+        let prefix = cluster.prefix();
+        let prefix_ok = prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !prefix_ok {
+            return Err(ConfigError::SubjectPrefix(prefix.to_owned()));
+        }
+        Ok(cluster)
     }
 }
 
@@ -345,6 +403,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Whether the content-free event log is written (debugging a deployment). Default false.
     pub debug_events: bool,
+    /// Scale-out across nodes; off by default.
+    pub cluster: ClusterConfig,
 }
 
 /// Values given on the command line or in the environment; `None` means "not given".
@@ -362,6 +422,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--debug-events` given: on whatever the file says (a flag can only switch it on).
     pub debug_events: bool,
+    pub nats_url: Option<String>,
+    pub signing_key: Option<String>,
+    pub postgres_url: Option<String>,
+    pub node_name: Option<String>,
 }
 
 impl Config {
@@ -410,6 +474,12 @@ impl Config {
             access.deny_targets = over.deny_targets;
         }
         let targets = TargetPolicy::compile(&access.allow_targets, &access.deny_targets)?;
+        let mut cluster = file.cluster;
+        cluster.nats_url = over.nats_url.or(cluster.nats_url);
+        cluster.signing_key = over.signing_key.or(cluster.signing_key);
+        cluster.postgres_url = over.postgres_url.or(cluster.postgres_url);
+        cluster.node_name = over.node_name.or(cluster.node_name);
+        let cluster = cluster.validate()?;
         Ok(Config {
             listen,
             public: PublicOrigin::parse(&public_url)?,
@@ -434,6 +504,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("data")),
             debug_events: over.debug_events || file.debug_events.unwrap_or(false),
+            cluster,
         })
     }
 

@@ -48,6 +48,8 @@ pub enum ProxyError {
     TooManyRequests(&'static str),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Session(#[from] crate::session::SessionError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -57,7 +59,9 @@ impl ProxyError {
         match self {
             ProxyError::Upstream(e) if e.is_client_side() => Side::Client,
             ProxyError::Upstream(_) => Side::Upstream,
-            ProxyError::Internal(_) | ProxyError::Store(_) => Side::Internal,
+            ProxyError::Internal(_) | ProxyError::Store(_) | ProxyError::Session(_) => {
+                Side::Internal
+            }
             _ => Side::Client,
         }
     }
@@ -77,7 +81,7 @@ impl ProxyError {
             ProxyError::Upstream(e) => e.status(),
             ProxyError::Relay(e) => e.status(),
             ProxyError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Store(_) | ProxyError::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -17,6 +17,7 @@
 //! `url_codec` owns the mapping between target origins and proxy hosts that every step relies on.
 //! `store` is the only thing written to disk besides the local CA: visitor metadata and, when debugging,
 //! a content-free event log, each with its retention (`docs/DATA-POLICY.md`).
+//! `cluster` joins several nodes through a NATS server when `[cluster]` says so (`docs/SCALING.md`).
 
 pub mod access;
 pub mod access_log;
@@ -24,6 +25,7 @@ pub mod agent;
 pub mod api;
 pub mod body;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod data_api;
 pub mod error;
@@ -76,6 +78,8 @@ pub struct Shared {
     pub ca: forward::ca::CertificateAuthority,
     /// This process's name in `Via`: a request that already carries it has looped back to us.
     pub via: String,
+    /// The link to the other nodes, when scale-out is on.
+    pub cluster: Option<Arc<cluster::Cluster>>,
     /// Per-client-address rate limits on session creation and relay joins.
     pub client_limits: access::ClientLimits,
     /// Connection slots shared by accepted connections and the connections served inside CONNECT tunnels.
@@ -95,6 +99,8 @@ pub enum StartError {
     Ca(#[from] forward::ca::CaError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 impl Shared {
@@ -103,20 +109,51 @@ impl Shared {
     }
 
     /// Like [`Shared::new`], with the clock the cache decides freshness and its 24-hour cap by, and the
-    /// store its retention (tests).
+    /// store its retention (tests). One node only: [`Shared::start`] also joins a cluster.
     pub fn with_clock(
         config: Config,
         clock: Arc<dyn cache::Clock>,
     ) -> Result<Arc<Shared>, StartError> {
+        let store = store::Store::open(&config.data_dir, clock.clone(), config.debug_events)?;
+        Shared::build(config, clock, store, None)
+    }
+
+    /// Everything a node needs, joining the cluster and opening the shared store when `[cluster]`
+    /// asks for them.
+    pub async fn start(
+        config: Config,
+        clock: Arc<dyn cache::Clock>,
+    ) -> Result<Arc<Shared>, StartError> {
+        if !config.cluster.enabled() {
+            return Shared::with_clock(config, clock);
+        }
+        let cluster = cluster::Cluster::connect(&config.cluster, config.session_ttl).await?;
+        let store = store::Store::open(&config.data_dir, clock.clone(), config.debug_events)?;
+        let shared = Shared::build(config, clock, store, Some(cluster.clone()))?;
+        cluster.attach(&shared);
+        Ok(shared)
+    }
+
+    fn build(
+        config: Config,
+        clock: Arc<dyn cache::Clock>,
+        store: store::Store,
+        cluster: Option<Arc<cluster::Cluster>>,
+    ) -> Result<Arc<Shared>, StartError> {
         let upstream = upstream::Upstream::new(&config)?;
         let public = Arc::new(config.public.clone());
-        let sessions = session::Sessions::new(config.session_ttl);
-        let store = store::Store::open(&config.data_dir, clock.clone(), config.debug_events)?;
+        let key = match &config.cluster.signing_key {
+            Some(secret) => session::SigningKey::shared(secret),
+            None => session::SigningKey::process(),
+        };
+        let session_link = cluster.as_ref().map(|c| c.sessions.clone());
+        let sessions = session::Sessions::with(config.session_ttl, key, session_link);
         let relay = relay::Relay::new(
             config.relay.clone(),
             sessions.clone(),
             public.clone(),
             store.clone(),
+            cluster.as_ref().map(|c| c.rooms.clone()),
         );
         // Created on first start, so `ca path` and browsers have it at once.
         let (ca, _) = forward::ca::CertificateAuthority::load_or_create(&config.ca_dir)?;
@@ -142,6 +179,7 @@ impl Shared {
             )),
             ca,
             via: format!("cobrowse-{via_id:08x}"),
+            cluster,
             client_limits: access::ClientLimits::new(&config.access),
             slots: Arc::new(Semaphore::new(config.limits.max_connections)),
             shutdown: CancellationToken::new(),
@@ -189,7 +227,7 @@ pub async fn run_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let shared = Shared::with_clock(config, clock)?;
+    let shared = Shared::start(config, clock).await?;
     shared.store.spawn_sweeper(shared.shutdown.clone());
     server::serve(shared.clone(), listener, shutdown).await;
     shared.store.close().await;

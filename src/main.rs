@@ -90,7 +90,20 @@ struct ServeArgs {
     /// Keep the content-free event log (names, sizes, times; 7 days) for debugging this deployment.
     #[arg(long, env = "COBROWSE_DEBUG_EVENTS")]
     debug_events: bool,
-    /// TOML configuration file; every flag has a key of the same name (with underscores).
+    /// Scale-out: the NATS server(s) all nodes share (docs/SCALING.md); off when unset.
+    #[arg(long, env = "COBROWSE_NATS_URL")]
+    nats_url: Option<String>,
+    /// Scale-out: the credential signing key every node shares (at least 32 bytes).
+    #[arg(long, env = "COBROWSE_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
+    /// Scale-out: PostgreSQL for visitor metadata and the event log, instead of the embedded store.
+    #[arg(long, env = "COBROWSE_POSTGRES_URL", hide_env_values = true)]
+    postgres_url: Option<String>,
+    /// Scale-out: this node's name in logs and on the engine [default: host name and process id].
+    #[arg(long, env = "COBROWSE_NODE_NAME")]
+    node_name: Option<String>,
+    /// TOML configuration file; every flag has a key of the same name (with underscores; the
+    /// scale-out ones under [cluster]).
     #[arg(long, env = "COBROWSE_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -179,6 +192,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         deny_targets: args.deny_target,
         data_dir: args.data_dir,
         debug_events: args.debug_events,
+        nats_url: args.nats_url,
+        signing_key: args.signing_key,
+        postgres_url: args.postgres_url,
+        node_name: args.node_name,
     };
     let config = Config::build(file, overrides).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)

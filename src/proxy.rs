@@ -48,7 +48,8 @@ pub async fn handle(
         Mode::Session(session) => {
             shared
                 .sessions
-                .get(&session)
+                .find(&session)
+                .await
                 .ok_or(ProxyError::SessionNotFound)?;
             Some(ProxyMap::new(shared.public.clone(), session))
         }
@@ -293,7 +294,14 @@ fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dy
             map: map.clone(),
             url: ex.url.clone(),
             target: ex.target.clone(),
-            agent_tag: crate::agent::script_tag(&shared.public, map.session(), &ex.agent.nonce),
+            agent_tag: crate::agent::script_tag_with(
+                &shared.public,
+                map.session(),
+                &shared
+                    .sessions
+                    .visitor_credential(map.session(), std::time::SystemTime::now()),
+                &ex.agent.nonce,
+            ),
             agent: ex.agent,
             encoding,
             memory_limit: limits.html_memory,

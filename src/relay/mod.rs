@@ -6,6 +6,7 @@
 //! Nothing here stores content: messages go from the reader, through the room, into bounded outboxes,
 //! and out.
 
+pub mod bridge;
 pub mod message;
 pub mod outbox;
 mod record;
@@ -30,11 +31,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{empty, ProxyBody};
+use crate::cluster::RoomLink;
 use crate::config::RelayConfig;
 use crate::session::{Credential, CredentialError, Role, Sessions};
 use crate::store::{EventName, Store};
 use crate::url_codec::{PublicOrigin, SessionId};
-use message::{close, RateLimit};
+use bridge::{node_of, Note, Received, Side, NODE_SHIFT};
+use message::{close, RateLimit, CONSENT_GRACE};
 use outbox::{Item, Outbox, Push};
 use record::Client;
 use room::{Action, ConnId, Event, Room};
@@ -80,6 +83,9 @@ impl RelayError {
 struct Entry {
     room: Room,
     outboxes: HashMap<ConnId, Arc<Outbox>>,
+    /// Since when this node has had no connection in the room (scale-out: the room may still have
+    /// members on other nodes, but this node stops following it after a grace).
+    empty_since: Option<Instant>,
 }
 
 type Rooms = Mutex<HashMap<SessionId, Arc<Mutex<Entry>>>>;
@@ -94,6 +100,10 @@ struct Inner {
     store: Store,
     next_conn: AtomicU64,
     sweeping: AtomicBool,
+    /// The other nodes' rooms, when scale-out is on.
+    link: Option<Arc<RoomLink>>,
+    /// This node's number (0 alone), the high bits of its connection ids.
+    node: u64,
 }
 
 /// The relay: cheap to clone, shared by every connection.
@@ -113,7 +123,9 @@ impl Relay {
         sessions: Sessions,
         public: Arc<PublicOrigin>,
         store: Store,
+        link: Option<Arc<RoomLink>>,
     ) -> Relay {
+        let node = link.as_ref().map_or(0, |l| l.node());
         Relay {
             inner: Arc::new(Inner {
                 mask: config.mask_selectors.clone().into(),
@@ -122,23 +134,31 @@ impl Relay {
                 public,
                 rooms: Mutex::new(HashMap::new()),
                 store,
-                next_conn: AtomicU64::new(1),
+                next_conn: AtomicU64::new((node << NODE_SHIFT) + 1),
                 sweeping: AtomicBool::new(false),
+                link,
+                node,
             }),
         }
     }
 
     /// Checks a relay request and answers `101 Switching Protocols`; the connection then runs in its own
     /// task. Refusals happen before the upgrade, with a status code and no socket kept.
-    pub fn upgrade(
+    pub async fn upgrade(
         &self,
         mut req: Request<hyper::body::Incoming>,
     ) -> Result<Response<ProxyBody>, RelayError> {
         let accept = websocket_accept(req.headers())?;
         let token = query_param(req.uri().query().unwrap_or_default(), "t")
             .ok_or(RelayError::MissingCredential)?;
-        let credential = Credential::verify(&token, SystemTime::now())?;
-        if self.inner.sessions.get(&credential.session).is_none() {
+        let credential = self.inner.sessions.verify(&token, SystemTime::now())?;
+        if self
+            .inner
+            .sessions
+            .find(&credential.session)
+            .await
+            .is_none()
+        {
             return Err(RelayError::SessionGone);
         }
         self.check_origin(req.headers(), &credential)?;
@@ -180,7 +200,7 @@ impl Relay {
     pub fn revoke(&self, session: &SessionId) {
         let entry = lock(&self.inner.rooms).get(session).cloned();
         if let Some(entry) = entry {
-            self.apply(&entry, session, Event::Revoked, None);
+            self.apply(&entry, session, Event::Revoked, None, false);
         }
     }
 
@@ -208,13 +228,16 @@ impl Relay {
         let outbox = Arc::new(Outbox::new(cfg.queue_messages, cfg.queue_bytes));
         let session = credential.session;
         let role = credential.role;
-        let entry = self.room(&session);
+        let (entry, fresh) = self.room(&session);
+        if fresh {
+            self.follow(&session).await;
+        }
         let join = Event::Join {
             conn,
             role,
             now: Instant::now(),
         };
-        self.apply(&entry, &session, join, Some((conn, outbox.clone())));
+        self.apply(&entry, &session, join, Some((conn, outbox.clone())), true);
         self.note_presence(&entry, &session, role, &client, EventName::RelayJoin);
 
         let (sink, stream) = ws.split();
@@ -235,9 +258,15 @@ impl Relay {
             conn,
             now: Instant::now(),
         };
-        self.apply(&entry, &session, leave, None);
+        self.apply(&entry, &session, leave, None, true);
         self.note_presence(&entry, &session, role, &client, EventName::RelayLeave);
-        lock(&entry).outboxes.remove(&conn);
+        {
+            let mut guard = lock(&entry);
+            guard.outboxes.remove(&conn);
+            if guard.outboxes.is_empty() {
+                guard.empty_since = Some(Instant::now());
+            }
+        }
         outbox.close(close::NORMAL, "bye");
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         // Who and when only: never a session id, a credential or anything relayed.
@@ -258,12 +287,15 @@ impl Relay {
         record::presence(&self.inner.store, session, role, client, online, name);
     }
 
-    fn room(&self, session: &SessionId) -> Arc<Mutex<Entry>> {
+    /// The session's room, and whether it was just opened.
+    fn room(&self, session: &SessionId) -> (Arc<Mutex<Entry>>, bool) {
         self.ensure_sweeper();
         let cfg = &self.inner.config;
-        lock(&self.inner.rooms)
+        let mut fresh = false;
+        let entry = lock(&self.inner.rooms)
             .entry(session.clone())
             .or_insert_with(|| {
+                fresh = true;
                 Arc::new(Mutex::new(Entry {
                     room: Room::new(
                         cfg.max_agents,
@@ -271,23 +303,154 @@ impl Relay {
                         cfg.max_visitor_message,
                     ),
                     outboxes: HashMap::new(),
+                    empty_since: None,
                 }))
             })
-            .clone()
+            .clone();
+        (entry, fresh)
+    }
+
+    /// Scale-out: starts hearing the session's other nodes, before this node says anything about it.
+    async fn follow(&self, session: &SessionId) {
+        let Some(link) = &self.inner.link else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let id = session.clone();
+        let deliver = move |note: bytes::Bytes| {
+            if let Some(inner) = weak.upgrade() {
+                Relay { inner }.remote(&id, &note);
+            }
+        };
+        link.watch(session, deliver).await;
+    }
+
+    /// A note from another node about one of this node's rooms.
+    fn remote(&self, session: &SessionId, payload: &bytes::Bytes) {
+        let received = match bridge::decode(payload) {
+            Ok(received) => received,
+            Err(e) => return tracing::debug!("relay: a bad note from another node: {e}"),
+        };
+        let Some(entry) = lock(&self.inner.rooms).get(session).cloned() else {
+            return;
+        };
+        let Received { node, note, text } = received;
+        if node == self.inner.node || !note_is_from(&note, node) {
+            return;
+        }
+        let now = Instant::now();
+        let members: Vec<(ConnId, Role)>;
+        let event = match &note {
+            Note::Join { conn, role } => Event::Join {
+                conn: *conn,
+                role: (*role).into(),
+                now,
+            },
+            Note::Leave { conn } => Event::Leave { conn: *conn, now },
+            Note::Lagged { conn } => Event::Lagged { conn: *conn, now },
+            Note::Visitor { conn } | Note::Agent { conn } => {
+                let Some(text) = &text else { return };
+                let visitor = matches!(note, Note::Visitor { .. });
+                let Some(event) = relayed_event(*conn, visitor, text, now) else {
+                    return;
+                };
+                self.apply(&entry, session, event, None, false);
+                return;
+            }
+            Note::Announce {
+                members: named,
+                consent,
+                control,
+                authoritative,
+                ..
+            } => {
+                members = named.iter().map(|(c, s)| (*c, (*s).into())).collect();
+                Event::Announce {
+                    node,
+                    members: &members,
+                    consent: (*consent).into(),
+                    control: *control,
+                    authoritative: *authoritative,
+                    now,
+                }
+            }
+        };
+        self.apply(&entry, session, event, None, false);
+        let answer = matches!(note, Note::Join { .. } | Note::Announce { reply: true, .. });
+        if answer {
+            self.announce(&entry, session, false);
+        }
+    }
+
+    /// Tells the session's other nodes who this node has in the room and how it stands.
+    fn announce(&self, entry: &Arc<Mutex<Entry>>, session: &SessionId, reply: bool) {
+        let Some(link) = &self.inner.link else {
+            return;
+        };
+        let guard = lock(entry);
+        let own = |conn: ConnId| node_of(conn) == self.inner.node;
+        let members = guard
+            .room
+            .members()
+            .filter(|(conn, _)| own(*conn))
+            .map(|(conn, role)| (conn, Side::from(role)))
+            .collect();
+        let presence = guard.room.presence();
+        let note = Note::Announce {
+            members,
+            consent: presence.consent.into(),
+            control: presence.control,
+            authoritative: guard.room.visitor().is_some_and(own),
+            reply,
+        };
+        link.publish(session, bridge::encode(self.inner.node, &note, None));
+    }
+
+    /// After the engine came back: every room is announced afresh (asking the others for theirs) and
+    /// this node's agents wait for a new snapshot, since changes may have been lost meanwhile.
+    pub fn resync(&self) {
+        if self.inner.link.is_none() {
+            return;
+        }
+        let rooms: Vec<_> = lock(&self.inner.rooms)
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        let now = Instant::now();
+        for (session, entry) in rooms {
+            self.announce(&entry, &session, true);
+            let own_agents: Vec<ConnId> = {
+                let guard = lock(&entry);
+                let agents = guard.room.agents();
+                agents.filter(|a| guard.outboxes.contains_key(a)).collect()
+            };
+            for conn in own_agents {
+                self.apply(&entry, &session, Event::Lagged { conn, now }, None, true);
+            }
+        }
     }
 
     /// Feeds one event to a room and carries out what it decides: queue texts (an overflowing outbox
     /// becomes a `Lagged` event, fed back), close connections, end the session.
+    /// `local`: the event is one of this node's connections', so the other nodes hear of it too
+    /// (queued under the room's lock, so they hear in the order this room took it).
     fn apply(
         &self,
         entry: &Arc<Mutex<Entry>>,
         session: &SessionId,
         event: Event<'_>,
         register: Option<(ConnId, Arc<Outbox>)>,
+        local: bool,
     ) {
         let mut guard = lock(entry);
         if let Some((conn, outbox)) = register {
             guard.outboxes.insert(conn, outbox);
+            guard.empty_since = None;
+        }
+        let link = self.inner.link.as_ref().filter(|_| local);
+        if let Some((link, note)) = link.zip(note_of(&event)) {
+            let text = relayed_text(&event);
+            link.publish(session, bridge::encode(self.inner.node, &note, text));
         }
         let mut actions = guard.room.handle(event);
         let mut end_session = false;
@@ -315,6 +478,10 @@ impl Relay {
             }
             let now = Instant::now();
             for conn in lagged {
+                if let Some(link) = &self.inner.link {
+                    let note = bridge::encode(self.inner.node, &Note::Lagged { conn }, None);
+                    link.publish(session, note);
+                }
                 actions.extend(guard.room.handle(Event::Lagged { conn, now }));
             }
         }
@@ -335,6 +502,9 @@ impl Relay {
         let mut rooms = lock(&self.inner.rooms);
         if rooms.get(session).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             rooms.remove(session);
+            if let Some(link) = &self.inner.link {
+                link.unwatch(session);
+            }
         }
     }
 
@@ -366,8 +536,15 @@ impl Relay {
             } else {
                 Event::Tick { now }
             };
-            self.apply(&entry, &session, event, None);
-            if lock(&entry).room.is_idle(now) {
+            self.apply(&entry, &session, event, None, false);
+            let unused = {
+                let guard = lock(&entry);
+                let left_long_ago = guard
+                    .empty_since
+                    .is_some_and(|at| now.saturating_duration_since(at) > CONSENT_GRACE);
+                guard.room.is_idle(now) || left_long_ago
+            };
+            if unused {
                 self.forget(&session, &entry);
             }
         }
@@ -444,7 +621,8 @@ impl Reader<'_> {
         };
         match event {
             Ok(event) => {
-                self.relay.apply(self.entry, self.session, event, None);
+                self.relay
+                    .apply(self.entry, self.session, event, None, true);
                 record::message(&self.relay.inner.store, self.session, self.role, text.len());
                 Ok(())
             }
@@ -483,6 +661,67 @@ async fn write_loop(
         }
     }
     done.cancel();
+}
+
+/// What the other nodes hear of a local event (ticks and revocations are each node's own).
+fn note_of(event: &Event<'_>) -> Option<Note> {
+    Some(match *event {
+        Event::Join { conn, role, .. } => Note::Join {
+            conn,
+            role: role.into(),
+        },
+        Event::Leave { conn, .. } => Note::Leave { conn },
+        Event::Visitor { conn, .. } => Note::Visitor { conn },
+        Event::Agent { conn, .. } => Note::Agent { conn },
+        Event::Lagged { conn, .. } => Note::Lagged { conn },
+        Event::Tick { .. } | Event::Revoked | Event::Announce { .. } => return None,
+    })
+}
+
+fn relayed_text<'e>(event: &Event<'e>) -> Option<&'e str> {
+    match event {
+        Event::Visitor { text, .. } | Event::Agent { text, .. } => Some(text.as_str()),
+        _ => None,
+    }
+}
+
+/// A relayed message from another node, parsed again: that node checked it, this one trusts no
+/// bytes it did not parse itself.
+fn relayed_event(
+    conn: ConnId,
+    visitor: bool,
+    text: &tokio_tungstenite::tungstenite::Utf8Bytes,
+    now: Instant,
+) -> Option<Event<'_>> {
+    if visitor {
+        let msg = message::parse_visitor(text).ok()?;
+        Some(Event::Visitor {
+            conn,
+            msg,
+            text,
+            now,
+        })
+    } else {
+        let msg = message::parse_agent(text).ok()?;
+        Some(Event::Agent {
+            conn,
+            msg,
+            text,
+            now,
+        })
+    }
+}
+
+/// A node speaks only for its own connections.
+fn note_is_from(note: &Note, node: u64) -> bool {
+    match note {
+        Note::Join { conn, .. }
+        | Note::Leave { conn }
+        | Note::Visitor { conn }
+        | Note::Agent { conn }
+        | Note::Lagged { conn } => node_of(*conn) == node,
+        Note::Announce { members, .. } => members.iter().all(|(c, _)| node_of(*c) == node),
+    }
 }
 
 /// `Sec-WebSocket-Accept` for a valid upgrade request.

@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::bridge::node_of;
 use super::message::{
     self, close, Consent, FromAgent, FromVisitor, Presence, Role, CONSENT_GRACE, RESYNC_INTERVAL,
 };
 
-/// A connection's number, unique within the process.
+/// A connection's number, unique within the deployment: its node's number is in the high bits.
 pub type ConnId = u64;
 
 #[derive(Debug)]
@@ -52,6 +53,16 @@ pub enum Event<'a> {
     },
     /// The session is gone (removed or expired).
     Revoked,
+    /// Another node's whole list of members and its view of the room's state (scale-out).
+    Announce {
+        node: u64,
+        members: &'a [(ConnId, Role)],
+        consent: Consent,
+        control: bool,
+        /// The sender hosts the visitor, so its consent and control stand.
+        authoritative: bool,
+        now: Instant,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +101,9 @@ pub struct Room {
     /// The visitor's message size limit, told to its page in `hello`.
     max_message: usize,
     ended: bool,
+    /// Whether consent and control come from the visitor (or the node hosting it) rather than being
+    /// the defaults of a room this node only just opened.
+    state_known: bool,
 }
 
 impl Room {
@@ -105,7 +119,23 @@ impl Room {
             mask,
             max_message,
             ended: false,
+            state_known: false,
         }
+    }
+
+    /// Everyone in the room, on any node.
+    pub fn members(&self) -> impl Iterator<Item = (ConnId, Role)> + '_ {
+        let visitor = self.visitor.map(|v| (v, Role::Visitor));
+        let agents = self.agents.keys().map(|a| (*a, Role::Agent));
+        visitor.into_iter().chain(agents)
+    }
+
+    pub fn visitor(&self) -> Option<ConnId> {
+        self.visitor
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.agents.keys().copied()
     }
 
     pub fn presence(&self) -> Presence {
@@ -150,8 +180,72 @@ impl Room {
             Event::Lagged { conn, now } => self.lagged(conn, now, &mut out),
             Event::Tick { now } => self.tick(now, &mut out),
             Event::Revoked => self.end("revoked", close::REVOKED, &mut out),
+            Event::Announce {
+                node,
+                members,
+                consent,
+                control,
+                authoritative,
+                now,
+            } => {
+                let state = (consent, control, authoritative);
+                self.announce(node, members, state, now, &mut out)
+            }
         }
         out
+    }
+
+    /// Takes another node's list as the truth about that node's members (a leave lost while the
+    /// engine was away is healed here), adds members it did not know, and adopts the sender's consent
+    /// and control when the sender hosts the visitor or this room knows nothing better.
+    fn announce(
+        &mut self,
+        node: u64,
+        members: &[(ConnId, Role)],
+        (consent, control, authoritative): (Consent, bool, bool),
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let named = |conn: ConnId, role: Role| members.contains(&(conn, role));
+        let mut changed = false;
+        let visitor_gone = self
+            .visitor
+            .is_some_and(|v| node_of(v) == node && !named(v, Role::Visitor));
+        if visitor_gone {
+            self.visitor = None;
+            self.visitor_left = Some(now);
+            changed = true;
+        }
+        let before = self.agents.len();
+        self.agents
+            .retain(|a, _| node_of(*a) != node || named(*a, Role::Agent));
+        changed |= self.agents.len() != before;
+        for &(conn, role) in members {
+            match role {
+                Role::Visitor if self.visitor.is_none() => {
+                    self.visitor = Some(conn);
+                    self.visitor_left = None;
+                    changed = true;
+                }
+                Role::Agent
+                    if !self.agents.contains_key(&conn) && self.agents.len() < self.max_agents =>
+                {
+                    // Whether it saw everything is unknown: the next snapshot brings it up to date.
+                    self.agents.insert(conn, AgentSync::AwaitingSnapshot);
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        if authoritative || !self.state_known {
+            changed |= (self.consent, self.control) != (consent, control);
+            self.consent = consent;
+            self.control = control && consent == Consent::Granted;
+            self.state_known = true;
+        }
+        if changed {
+            self.broadcast_presence(None, out);
+        }
     }
 
     fn join(&mut self, conn: ConnId, role: Role, now: Instant, out: &mut Vec<Action>) {
@@ -217,6 +311,7 @@ impl Room {
         }
         match msg {
             FromVisitor::Consent { granted } => {
+                self.state_known = true;
                 self.consent = if granted {
                     Consent::Granted
                 } else {
@@ -226,6 +321,7 @@ impl Room {
                 self.broadcast_presence(None, out);
             }
             FromVisitor::Control { granted } => {
+                self.state_known = true;
                 self.control = granted && self.consent == Consent::Granted;
                 self.broadcast_presence(None, out);
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forward;
+pub mod nats;
 pub mod ws;
 
 use std::net::SocketAddr;
