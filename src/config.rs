@@ -178,7 +178,8 @@ impl ClusterConfig {
             subject_prefix: clean(self.subject_prefix),
         };
         let key_ok = cluster.signing_key.as_ref().is_some_and(|k| k.len() >= 32);
-        if cluster.signing_key.is_some() && !key_ok || cluster.enabled() && !key_ok {
+        let key_needed = cluster.signing_key.is_some() || cluster.enabled();
+        if key_needed && !key_ok {
             return Err(ConfigError::SigningKeyRequired);
         }
         let prefix = cluster.prefix();

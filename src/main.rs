@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy: console, API, relay and every proxied site on one listener.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask a running server for a session and print the visitor and agent links.
     Link {
         /// The page to co-browse.
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Link {
             url,
             server,

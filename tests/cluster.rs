@@ -311,3 +311,115 @@ async fn cache_status(stack: &Stack, session: &str, target: &str) -> String {
     assert_eq!(reply.status, StatusCode::OK);
     reply.header("cache-status").unwrap_or_default()
 }
+
+/// The same co-browse run as `tests/browser.rs`, in real Chromium, with the visitor's page and relay on
+/// node A and the agent's view and relay on node B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_the_agent_on_another_node_sees_the_visitors_page_live() {
+    if !support::browser::browser_ready() {
+        return;
+    }
+    let Some(engine) = engine() else { return };
+    let a = node(&engine).await;
+    let b = node(&engine).await;
+    let body = serde_json::json!({ "url": "https://www.shop.test/cobrowse.html" }).to_string();
+    let created = a
+        .request(
+            Method::POST,
+            &format!("{}/api/sessions", a.public),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .json();
+    let visitor = created["visitor_url"].as_str().unwrap().to_owned();
+    let agent_on_a = created["agent_url"].as_str().unwrap();
+    let agent = agent_on_a.replacen(&a.public, &b.public, 1);
+    assert_ne!(agent, agent_on_a, "the agent view is node B's");
+    let result = support::browser::node("check_cobrowse.mjs", &[visitor, agent]).await;
+    assert!(
+        result.get("error").is_none(),
+        "browser run failed: {}\nsteps: {}\nerrors: {}",
+        result["error"],
+        result["steps"],
+        result["errors"]
+    );
+    let steps = result["steps"].as_object().expect("steps");
+    let failed: Vec<_> = steps
+        .iter()
+        .filter(|(_, v)| **v == false)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "steps failed: {failed:?}\nerrors: {}",
+        result["errors"]
+    );
+    for step in [
+        "agentWaitsForConsent",
+        "consentGiven",
+        "agentSeesPage",
+        "agentSeesTyping",
+        "agentSeesMutation",
+        "visitorSeesHighlight",
+        "agentClickReachesVisitor",
+        "agentFollowsNavigation",
+        "visitorLeaves",
+    ] {
+        assert!(steps.contains_key(step), "step {step} did not run");
+    }
+    assert_eq!(result["framesBeforeConsent"], serde_json::json!([]));
+    assert_eq!(result["finalState"], "live");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Relay latency from a visitor on node A to an agent on node A and to one on node B, for the same
+/// messages in the same run. Printed, not judged (`docs/SCALING.md` has the figures); what is asserted
+/// is that every message reached both, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_latency_on_one_node_and_across_nodes() {
+    let Some(engine) = engine() else { return };
+    let a = node(&engine).await;
+    let b = node(&engine).await;
+    let links = session(&a).await;
+    let (mut visitor, mut far) = mirrored(&a, &b, &links).await;
+    let mut near = ws::open(&a, &links.agent, &[]).await;
+    until(&mut near, "hello").await;
+    until(&mut visitor, "need_snap").await;
+    send(&mut visitor, r#"{"t":"snap","f":"","doc":{},"n":"sync"}"#).await;
+    until_where(&mut near, "snap", |s| s["n"] == "sync").await;
+    until_where(&mut far, "snap", |s| s["n"] == "sync").await;
+
+    const N: usize = 300;
+    let pad = "x".repeat(512);
+    let (mut near_ms, mut far_ms) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    for n in 0..N {
+        let sent = Instant::now();
+        send(
+            &mut visitor,
+            &format!(r#"{{"t":"mut","f":"","n":{n},"pad":"{pad}"}}"#),
+        )
+        .await;
+        let got = until(&mut near, "mut").await;
+        near_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(got["n"], n, "in order on node A");
+        let got = until(&mut far, "mut").await;
+        far_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(got["n"], n, "in order on node B");
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    eprintln!(
+        "relay latency, visitor on A, {N} messages of ~560 B: agent on A p50 {:.3} ms p99 {:.3} ms; \
+         agent on B p50 {:.3} ms p99 {:.3} ms",
+        pct(&mut near_ms, 0.5),
+        pct(&mut near_ms, 0.99),
+        pct(&mut far_ms, 0.5),
+        pct(&mut far_ms, 0.99)
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -397,3 +397,66 @@ fn page_content_never_reaches_an_agent_without_consent() {
         }
     }
 }
+
+/// Scale-out: conns of another node (node 7) as the room on this node sees them.
+const FAR_V: ConnId = 7 << 32 | 1;
+const FAR_A: ConnId = 7 << 32 | 2;
+
+impl Play {
+    fn announce(
+        &mut self,
+        members: &[(ConnId, Role)],
+        consent: Consent,
+        authoritative: bool,
+    ) -> Vec<Action> {
+        self.room.handle(Event::Announce {
+            node: 7,
+            members,
+            consent,
+            control: false,
+            authoritative,
+            now: self.now,
+        })
+    }
+}
+
+#[test]
+fn an_announce_from_the_visitors_node_brings_its_members_and_consent() {
+    let mut p = Play::new();
+    p.join(A, Role::Agent);
+    let out = p.announce(&[(FAR_V, Role::Visitor)], Consent::Granted, true);
+    let presence = message::presence(&p.room.presence());
+    assert!(out.contains(&Action::Send {
+        to: A,
+        text: presence
+    }));
+    assert_eq!(p.room.visitor(), Some(FAR_V));
+    assert_eq!(p.room.presence().consent, Consent::Granted);
+    // The far visitor's snapshot now reaches the local agent.
+    let out = p.visitor(FAR_V, r#"{"t":"snap","doc":{}}"#);
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Send { to, .. } if *to == A)));
+}
+
+#[test]
+fn an_announce_is_that_nodes_whole_list_and_a_bystander_does_not_override_consent() {
+    let mut p = Play::new();
+    p.join(V, Role::Visitor);
+    p.visitor(V, r#"{"t":"consent","granted":true}"#);
+    p.announce(&[(FAR_A, Role::Agent)], Consent::Pending, false);
+    assert_eq!(p.room.agents().collect::<Vec<_>>(), vec![FAR_A]);
+    assert_eq!(
+        p.room.presence().consent,
+        Consent::Granted,
+        "the visitor's own answer stands"
+    );
+    // Its agent left while the engine was away: the next list without it removes it.
+    p.announce(&[], Consent::Pending, false);
+    assert_eq!(p.room.agents().count(), 0);
+    assert_eq!(
+        p.room.visitor(),
+        Some(V),
+        "other nodes' members are untouched"
+    );
+}

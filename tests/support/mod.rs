@@ -2,6 +2,7 @@
 //! configured to reach it through `--resolve`, and a small client that speaks to proxy hosts.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod forward;
 pub mod nats;
 pub mod ws;
