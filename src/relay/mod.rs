@@ -48,6 +48,10 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often rooms are checked against their sessions (revocation, expiry) and resync retries run.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// Scale-out: each node restates its members of every room this often, and a node not heard from in a
+/// room for `NODE_SILENCE` is taken to be gone with its members (it died, or lost the engine).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+const NODE_SILENCE: Duration = Duration::from_secs(35);
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -86,6 +90,10 @@ struct Entry {
     /// Since when this node has had no connection in the room (scale-out: the room may still have
     /// members on other nodes, but this node stops following it after a grace).
     empty_since: Option<Instant>,
+    /// Scale-out: when each other node last said anything about this room, and when this one last
+    /// restated its own members.
+    heard: HashMap<u64, Instant>,
+    announced: Option<Instant>,
 }
 
 type Rooms = Mutex<HashMap<SessionId, Arc<Mutex<Entry>>>>;
@@ -304,6 +312,8 @@ impl Relay {
                     ),
                     outboxes: HashMap::new(),
                     empty_since: None,
+                    heard: HashMap::new(),
+                    announced: None,
                 }))
             })
             .clone();
@@ -339,6 +349,7 @@ impl Relay {
             return;
         }
         let now = Instant::now();
+        lock(&entry).heard.insert(node, now);
         let members: Vec<(ConnId, Role)>;
         let event = match &note {
             Note::Join { conn, role } => Event::Join {
@@ -387,7 +398,8 @@ impl Relay {
         let Some(link) = &self.inner.link else {
             return;
         };
-        let guard = lock(entry);
+        let mut guard = lock(entry);
+        guard.announced = Some(Instant::now());
         let own = |conn: ConnId| node_of(conn) == self.inner.node;
         let members = guard
             .room
@@ -537,6 +549,9 @@ impl Relay {
                 Event::Tick { now }
             };
             self.apply(&entry, &session, event, None, false);
+            if self.inner.link.is_some() {
+                self.keep_nodes_current(&entry, &session, now);
+            }
             let unused = {
                 let guard = lock(&entry);
                 let left_long_ago = guard
@@ -547,6 +562,44 @@ impl Relay {
             if unused {
                 self.forget(&session, &entry);
             }
+        }
+    }
+}
+
+impl Relay {
+    /// Scale-out upkeep of one room: restate this node's members now and then, and drop the members of
+    /// nodes that have gone quiet (a node that died cannot say its clients left).
+    fn keep_nodes_current(&self, entry: &Arc<Mutex<Entry>>, session: &SessionId, now: Instant) {
+        let (due, silent) = {
+            let mut guard = lock(entry);
+            let due = guard
+                .announced
+                .is_none_or(|at| now.saturating_duration_since(at) >= ANNOUNCE_EVERY);
+            let silent: Vec<u64> = guard
+                .heard
+                .iter()
+                .filter(|(_, at)| now.saturating_duration_since(**at) > NODE_SILENCE)
+                .map(|(node, _)| *node)
+                .collect();
+            silent.iter().for_each(|node| {
+                guard.heard.remove(node);
+            });
+            (due, silent)
+        };
+        if due {
+            self.announce(entry, session, false);
+        }
+        for node in silent {
+            let presence = lock(entry).room.presence();
+            let gone = Event::Announce {
+                node,
+                members: &[],
+                consent: presence.consent,
+                control: presence.control,
+                authoritative: false,
+                now,
+            };
+            self.apply(entry, session, gone, None, false);
         }
     }
 }
