@@ -41,6 +41,9 @@ pub struct Sessions {
     live: moka::sync::Cache<SessionId, Arc<Session>>,
     /// Ids just asked of the engine and not found, so a flood of made-up ids costs one lookup each.
     unknown: moka::sync::Cache<SessionId, ()>,
+    /// Ids that ended, for as long as they could have lived: a late lookup or a stale note from another
+    /// node can never bring one back.
+    ended: moka::sync::Cache<SessionId, ()>,
     ttl: Duration,
     key: SigningKey,
     shared: Option<Arc<SessionLink>>,
@@ -62,6 +65,10 @@ impl Sessions {
             unknown: moka::sync::Cache::builder()
                 .time_to_live(Duration::from_secs(1))
                 .max_capacity(100_000)
+                .build(),
+            ended: moka::sync::Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(1_000_000)
                 .build(),
             ttl,
             key,
@@ -99,7 +106,7 @@ impl Sessions {
             return Some(session);
         }
         let shared = self.shared.as_ref()?;
-        if self.unknown.contains_key(id) {
+        if self.unknown.contains_key(id) || self.ended.contains_key(id) {
             return None;
         }
         match shared.lookup(id).await {
@@ -125,7 +132,7 @@ impl Sessions {
 
     /// Another node created a session.
     pub fn learn(&self, session: Arc<Session>) {
-        if session.is_live(SystemTime::now()) {
+        if session.is_live(SystemTime::now()) && !self.ended.contains_key(&session.id) {
             self.unknown.invalidate(&session.id);
             self.live.insert(session.id.clone(), session);
         }
@@ -133,6 +140,7 @@ impl Sessions {
 
     /// Another node ended a session (or the engine no longer has it).
     pub fn forget(&self, id: &SessionId) {
+        self.ended.insert(id.clone(), ());
         self.live.invalidate(id);
     }
 
@@ -398,6 +406,28 @@ mod tests {
             Credential::verify_with(&token, SystemTime::now(), &other),
             Err(CredentialError::BadSignature)
         );
+    }
+
+    #[test]
+    fn an_ended_session_is_never_learnt_again_and_expired_ones_are_not_live() {
+        let sessions = Sessions::new(Duration::from_secs(3600));
+        let session = Arc::new(Session {
+            id: id(),
+            start: Url::parse("https://www.shop.test/").unwrap(),
+            expires_at: SystemTime::now() + Duration::from_secs(60),
+        });
+        sessions.learn(session.clone());
+        assert!(sessions.get(&id()).is_some());
+        sessions.forget(&id());
+        sessions.learn(session);
+        assert!(sessions.get(&id()).is_none(), "a stale note cannot revive it");
+        let old = SessionId::parse("aaaaaaaaaa").unwrap();
+        sessions.learn(Arc::new(Session {
+            id: old.clone(),
+            start: Url::parse("https://www.shop.test/").unwrap(),
+            expires_at: SystemTime::now() - Duration::from_secs(1),
+        }));
+        assert!(sessions.get(&old).is_none());
     }
 
     #[test]
