@@ -420,7 +420,10 @@ mod tests {
         assert!(sessions.get(&id()).is_some());
         sessions.forget(&id());
         sessions.learn(session);
-        assert!(sessions.get(&id()).is_none(), "a stale note cannot revive it");
+        assert!(
+            sessions.get(&id()).is_none(),
+            "a stale note cannot revive it"
+        );
         let old = SessionId::parse("aaaaaaaaaa").unwrap();
         sessions.learn(Arc::new(Session {
             id: old.clone(),
