@@ -52,6 +52,20 @@ pub enum Query {
     Sweep(SystemTime, Reply<Swept>),
 }
 
+impl Query {
+    /// Answers with `error` (the backend cannot run it); `Start` has nobody to tell.
+    pub fn refuse(self, error: impl FnOnce() -> StoreError) {
+        match self {
+            Query::Visitors(_, reply) => drop(reply.send(Err(error()))),
+            Query::Visitor(_, _, reply) => drop(reply.send(Err(error()))),
+            Query::Delete(_, _, reply) => drop(reply.send(Err(error()))),
+            Query::Events(_, _, reply) => drop(reply.send(Err(error()))),
+            Query::Sweep(_, reply) => drop(reply.send(Err(error()))),
+            Query::Start(_) => {}
+        }
+    }
+}
+
 /// The commands to handle together: `first`, then whatever is already queued, up to [`MAX_BATCH`].
 pub fn batch(
     first: Command,

@@ -3,15 +3,17 @@
 //! a content-free event log (7 days). Relayed content, bodies, cookies and query strings are never
 //! handed to it: its inputs are typed ([`Sighting`], [`EventName`]) so there is nowhere to put them.
 //!
-//! The backend is an embedded SQLite file in the data folder (`sqlite/`). One owner holds the connection
+//! Two backends behind one handle: an embedded SQLite file in the data folder (`sqlite/`, one node) and
+//! a PostgreSQL database several nodes share (`postgres/`). Either way one owner holds the connection
 //! and this handle queues commands to it (`command.rs`), so the request path never waits on a database;
-//! what is stored and when it expires is decided here, apart from the SQL (`visitors.rs`, `events.rs`,
+//! what is stored and when it expires is decided here, once, for both (`visitors.rs`, `events.rs`,
 //! `retention.rs`, `device.rs`). Records are written on the clock the rest of the proxy uses
 //! (`cache::Clock`), so tests move time instead of waiting.
 
 mod command;
 pub mod device;
 pub mod events;
+mod postgres;
 pub mod retention;
 mod sqlite;
 pub mod visitors;
@@ -51,6 +53,11 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The shared database cannot be reached right now; the store keeps trying to reconnect.
+    #[error("the store's database is unreachable")]
+    Unavailable,
     #[error("store: cannot encode a record: {0}")]
     Encode(String),
     #[error("cannot start the store's thread: {0}")]
@@ -88,6 +95,19 @@ impl Store {
         debug_events: bool,
     ) -> Result<Store, StoreError> {
         let queue = sqlite::start(dir)?;
+        Ok(Store::started(queue, clock, debug_events))
+    }
+
+    /// Connects to a shared PostgreSQL store (a libpq-style connection string or a `postgres://`
+    /// URL), creating its tables if missing, and starts the task that owns the connection. Fails when
+    /// the first connection does (a wrong URL should stop the proxy at start); later drops are retried.
+    /// Plain TCP, no TLS: meant for a database on loopback or a private network.
+    pub async fn open_postgres(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        debug_events: bool,
+    ) -> Result<Store, StoreError> {
+        let queue = postgres::start(url, clock.clone()).await?;
         Ok(Store::started(queue, clock, debug_events))
     }
 
@@ -207,7 +227,7 @@ impl Store {
     }
 
     /// Commits what is queued and lets go of the file or connection (so another store may open the
-    /// folder at once).
+    /// folder at once; a shared store also clears the online flags this node set).
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.queue.send(Command::Close(done)).await.is_ok() {
