@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forward;
+pub mod postgres;
 pub mod ws;
 
 use std::net::SocketAddr;
