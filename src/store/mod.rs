@@ -1,18 +1,22 @@
-//! The embedded store: what the proxy keeps across restarts, and for how long (`docs/DATA-POLICY.md`).
+//! What the proxy keeps across restarts, and for how long (`docs/DATA-POLICY.md`).
 //! Visitor metadata (30 days after last seen, deletable on request) and, only when `debug_events` is on,
 //! a content-free event log (7 days). Relayed content, bodies, cookies and query strings are never
 //! handed to it: its inputs are typed ([`Sighting`], [`EventName`]) so there is nowhere to put them.
 //!
-//! One SQLite file in the data folder (`db.rs`), owned by one thread (`worker.rs`); this handle queues
-//! commands to it and never blocks the runtime. Records are written on the clock the rest of the proxy
-//! uses (`cache::Clock`), so tests move time instead of waiting. Expiry: `retention.rs`.
+//! Two backends behind one handle: an embedded SQLite file in the data folder (`sqlite/`, one node) and
+//! a PostgreSQL database several nodes share (`postgres/`). Either way one owner holds the connection
+//! and this handle queues commands to it (`command.rs`), so the request path never waits on a database;
+//! what is stored and when it expires is decided here, once, for both (`visitors.rs`, `events.rs`,
+//! `retention.rs`, `device.rs`). Records are written on the clock the rest of the proxy uses
+//! (`cache::Clock`), so tests move time instead of waiting.
 
-pub mod db;
+mod command;
 pub mod device;
 pub mod events;
+mod postgres;
 pub mod retention;
+mod sqlite;
 pub mod visitors;
-mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -27,12 +31,12 @@ use url::Url;
 
 use crate::cache::Clock;
 use crate::url_codec::SessionId;
+pub use command::Swept;
+use command::{Command, Query, Write};
 pub use events::{EventName, EventRecord};
 pub use visitors::{Identity, VisitorRecord};
-use worker::Command;
-pub use worker::Swept;
 
-/// Commands queued for the store's thread before new writes are dropped (the request path never waits).
+/// Commands queued for the store's owner before new writes are dropped (the request path never waits).
 const QUEUE: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,11 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The shared database cannot be reached right now; the store keeps trying to reconnect.
+    #[error("the store's database is unreachable")]
+    Unavailable,
     #[error("store: cannot encode a record: {0}")]
     Encode(String),
     #[error("cannot start the store's thread: {0}")]
@@ -69,7 +78,7 @@ pub struct Sighting<'a> {
     pub online: Option<bool>,
 }
 
-/// Cheap to clone; every clone queues to the same thread.
+/// Cheap to clone; every clone queues to the same owner.
 #[derive(Clone)]
 pub struct Store {
     queue: mpsc::Sender<Command>,
@@ -78,26 +87,45 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and starts its thread, which first clears stale online
-    /// flags and sweeps what expired while the proxy was down.
+    /// Opens (or creates) the embedded store in `dir` and starts its thread, which first clears stale
+    /// online flags and sweeps what expired while the proxy was down.
     pub fn open(
         dir: &Path,
         clock: Arc<dyn Clock>,
         debug_events: bool,
     ) -> Result<Store, StoreError> {
-        let conn = db::open(dir)?;
-        let (queue, commands) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
-            .name("cobrowse-store".into())
-            .spawn(move || worker::run(conn, commands))
-            .map_err(StoreError::Thread)?;
+        let queue = sqlite::start(dir)?;
+        Ok(Store::started(queue, clock, debug_events))
+    }
+
+    /// Connects to a shared PostgreSQL store (a libpq-style connection string or a `postgres://`
+    /// URL), creating its tables if missing, and starts the task that owns the connection. Fails when
+    /// the first connection does (a wrong URL should stop the proxy at start); later drops are retried.
+    /// Plain TCP, no TLS: meant for a database on loopback or a private network.
+    pub async fn open_postgres(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        debug_events: bool,
+    ) -> Result<Store, StoreError> {
+        let queue = postgres::start(url, clock.clone()).await?;
+        Ok(Store::started(queue, clock, debug_events))
+    }
+
+    fn started(queue: mpsc::Sender<Command>, clock: Arc<dyn Clock>, debug_events: bool) -> Store {
         let store = Store {
             queue,
             clock,
             debug_events,
         };
-        store.queue_write(Command::Start(store.clock.now()));
-        Ok(store)
+        store.send_start();
+        store
+    }
+
+    fn send_start(&self) {
+        let start = Command::Query(Query::Start(self.clock.now()));
+        if self.queue.try_send(start).is_err() {
+            tracing::debug!("store: queue full or closed at start");
+        }
     }
 
     /// Whether the debug event log is on for this deployment.
@@ -116,13 +144,13 @@ impl Store {
             device: s.user_agent.map(device::classify),
             online: s.online,
         };
-        self.queue_write(Command::Seen(seen, now));
+        self.queue_write(Write::Seen(seen, now));
     }
 
     /// Records the deployer's external id and identities for a session's visitor; returns at once.
     pub fn identify(&self, visitor: &SessionId, identity: Identity) {
         let now = self.clock.now();
-        self.queue_write(Command::Identify {
+        self.queue_write(Write::Identify {
             visitor: visitor.as_str().to_owned(),
             identity,
             at: retention::unix_ms(now),
@@ -141,7 +169,7 @@ impl Store {
         if !self.debug_events {
             return;
         }
-        self.queue_write(Command::Event(events::NewEvent {
+        self.queue_write(Write::Event(events::NewEvent {
             at: retention::unix_ms(self.clock.now()),
             session: session.as_str().to_owned(),
             name,
@@ -153,31 +181,30 @@ impl Store {
     /// Unexpired visitors, most recently seen first (at most [`visitors::MAX_LIST`]).
     pub async fn visitors(&self) -> Result<Vec<VisitorRecord>, StoreError> {
         let now = self.clock.now();
-        self.query(|reply| Command::Visitors(now, reply)).await
+        self.query(|reply| Query::Visitors(now, reply)).await
     }
 
     pub async fn visitor(&self, id: &SessionId) -> Result<Option<VisitorRecord>, StoreError> {
         let (id, now) = (id.as_str().to_owned(), self.clock.now());
-        self.query(|reply| Command::Visitor(id, now, reply)).await
+        self.query(|reply| Query::Visitor(id, now, reply)).await
     }
 
     /// Deletes a visitor and its session's events, durably; false when there was no such visitor.
     pub async fn delete_visitor(&self, id: &SessionId) -> Result<bool, StoreError> {
         let (id, now) = (id.as_str().to_owned(), self.clock.now());
-        self.query(|reply| Command::Delete(id, now, reply)).await
+        self.query(|reply| Query::Delete(id, now, reply)).await
     }
 
     /// A session's unexpired events, oldest first (at most [`events::MAX_LIST`]).
     pub async fn events(&self, session: &SessionId) -> Result<Vec<EventRecord>, StoreError> {
         let (session, now) = (session.as_str().to_owned(), self.clock.now());
-        self.query(|reply| Command::Events(session, now, reply))
-            .await
+        self.query(|reply| Query::Events(session, now, reply)).await
     }
 
     /// Deletes everything past its time now.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
         let now = self.clock.now();
-        self.query(|reply| Command::Sweep(now, reply)).await
+        self.query(|reply| Query::Sweep(now, reply)).await
     }
 
     /// Sweeps every [`retention::SWEEP_EVERY`] until `stop` is cancelled or the store closes.
@@ -199,7 +226,8 @@ impl Store {
         });
     }
 
-    /// Commits what is queued and closes the file (so another store may open the folder at once).
+    /// Commits what is queued and lets go of the file or connection (so another store may open the
+    /// folder at once; a shared store also clears the online flags this node set).
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.queue.send(Command::Close(done)).await.is_ok() {
@@ -207,8 +235,8 @@ impl Store {
         }
     }
 
-    fn queue_write(&self, command: Command) {
-        if self.queue.try_send(command).is_err() {
+    fn queue_write(&self, write: Write) {
+        if self.queue.try_send(Command::Write(write)).is_err() {
             // Full (a burst beyond QUEUE) or closed (shutting down): a lost sighting beats a stalled request.
             tracing::debug!("store: queue full or closed; a record was dropped");
         }
@@ -216,11 +244,11 @@ impl Store {
 
     async fn query<T>(
         &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+        query: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Query,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(command(reply))
+            .send(Command::Query(query(reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

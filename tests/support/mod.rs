@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod forward;
 pub mod nats;
+pub mod postgres;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -1,12 +1,12 @@
 //! The SQLite file itself: where it lives, who may read it, the settings that make a deletion a real
 //! one, and the schema. Opening happens once at start; everything after runs on the store's own thread
-//! (`worker.rs`).
+//! (`sqlite/mod.rs`).
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "cobrowse.sqlite3";
