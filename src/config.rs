@@ -157,6 +157,8 @@ pub struct ClusterConfig {
     /// First token of every subject and bucket, so several deployments can share one engine.
     /// Default `cobrowse`.
     pub subject_prefix: Option<String>,
+    /// Extra root certificate(s) (PEM) for a `tls://` engine URL signed by a private CA.
+    pub nats_ca: Option<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -176,6 +178,7 @@ impl ClusterConfig {
             postgres_url: clean(self.postgres_url),
             node_name: clean(self.node_name),
             subject_prefix: clean(self.subject_prefix),
+            nats_ca: self.nats_ca,
         };
         let key_ok = cluster.signing_key.as_ref().is_some_and(|k| k.len() >= 32);
         let key_needed = cluster.signing_key.is_some() || cluster.enabled();

@@ -124,13 +124,20 @@ impl Shared {
         config: Config,
         clock: Arc<dyn cache::Clock>,
     ) -> Result<Arc<Shared>, StartError> {
-        if !config.cluster.enabled() {
-            return Shared::with_clock(config, clock);
+        let store = match &config.cluster.postgres_url {
+            Some(url) => {
+                store::Store::open_postgres(url, clock.clone(), config.debug_events).await?
+            }
+            None => store::Store::open(&config.data_dir, clock.clone(), config.debug_events)?,
+        };
+        let cluster = match config.cluster.enabled() {
+            true => Some(cluster::Cluster::connect(&config.cluster, config.session_ttl).await?),
+            false => None,
+        };
+        let shared = Shared::build(config, clock, store, cluster.clone())?;
+        if let Some(cluster) = &cluster {
+            cluster.attach(&shared);
         }
-        let cluster = cluster::Cluster::connect(&config.cluster, config.session_ttl).await?;
-        let store = store::Store::open(&config.data_dir, clock.clone(), config.debug_events)?;
-        let shared = Shared::build(config, clock, store, Some(cluster.clone()))?;
-        cluster.attach(&shared);
         Ok(shared)
     }
 

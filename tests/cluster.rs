@@ -23,10 +23,16 @@ const KEY: &str = "a test deployment's shared signing key, long enough";
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn node(engine: &Engine) -> Stack {
+    node_with_store(engine, None).await
+}
+
+/// A node of the deployment; with `postgres`, its store is that shared database.
+async fn node_with_store(engine: &Engine, postgres: Option<&str>) -> Stack {
     let mut options = Options::default();
     options.file.cluster = ClusterConfig {
         nats_url: Some(engine.url()),
         signing_key: Some(KEY.into()),
+        postgres_url: postgres.map(str::to_owned),
         ..ClusterConfig::default()
     };
     support::start_with(options).await
@@ -420,6 +426,53 @@ async fn relay_latency_on_one_node_and_across_nodes() {
         pct(&mut far_ms, 0.5),
         pct(&mut far_ms, 0.99)
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// With the shared store, what one node records of a visitor every node reports, and a deletion through
+/// any node is gone for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitor_metadata_recorded_on_one_node_is_shared_with_every_node() {
+    let Some(engine) = engine() else { return };
+    let Some(postgres) = support::postgres::Postgres::start().await else {
+        return;
+    };
+    let db = postgres.create_database().await;
+    let a = node_with_store(&engine, Some(&db)).await;
+    let b = node_with_store(&engine, Some(&db)).await;
+    let links = session(&a).await;
+    let mut visitor = ws::open(
+        &a,
+        &links.visitor,
+        &[(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+        )],
+    )
+    .await;
+    until(&mut visitor, "hello").await;
+    let url = format!("{}/api/visitors/{}", b.public, links.id);
+    let deadline = Instant::now() + WAIT;
+    let seen = loop {
+        let reply = b.get(&url).await;
+        if reply.status == StatusCode::OK && reply.json()["online"] == true {
+            break reply.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B never saw the visitor: {}",
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seen["browser"], "Firefox", "{seen}");
+    let deleted = b.request(Method::DELETE, &url, &[], "").await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+    let on_a = a
+        .get(&format!("{}/api/visitors/{}", a.public, links.id))
+        .await;
+    assert_eq!(on_a.status, StatusCode::NOT_FOUND, "{}", on_a.text());
     a.stop().await;
     b.stop().await;
 }

@@ -107,7 +107,12 @@ impl Cluster {
             .clone()
             .unwrap_or_else(|| format!("cobrowse-{}-{node:05x}", std::process::id()));
         let (events_tx, events) = mpsc::channel(64);
-        let client = ConnectOptions::new()
+        let mut options = ConnectOptions::new();
+        if let Some(ca) = &config.nats_ca {
+            // Room notes carry page content: over a network the engine link should be `tls://`.
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = options
             .name(&name)
             // A node never needs its own notes back; without this every note would loop home.
             .no_echo()
