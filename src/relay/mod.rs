@@ -96,6 +96,12 @@ struct Entry {
     /// restated its own members.
     heard: HashMap<u64, Instant>,
     announced: Option<Instant>,
+    /// Connections between taking the room and joining it: the sweeper must not drop it under them
+    /// (with scale-out a joiner first waits for the subscription).
+    joining: usize,
+    /// Scale-out: done once the node hears the session's subject; every joiner waits for it, so no join
+    /// is announced before the answers to it can arrive.
+    followed: Arc<tokio::sync::OnceCell<()>>,
 }
 
 type Rooms = Mutex<HashMap<SessionId, Arc<Mutex<Entry>>>>;
@@ -238,16 +244,16 @@ impl Relay {
         let outbox = Arc::new(Outbox::new(cfg.queue_messages, cfg.queue_bytes));
         let session = credential.session;
         let role = credential.role;
-        let (entry, fresh) = self.room(&session);
-        if fresh {
-            self.follow(&session).await;
-        }
+        let entry = self.room(&session);
+        let followed = lock(&entry).followed.clone();
+        followed.get_or_init(|| self.follow(&session)).await;
         let join = Event::Join {
             conn,
             role,
             now: Instant::now(),
         };
         self.apply(&entry, &session, join, Some((conn, outbox.clone())), true);
+        lock(&entry).joining -= 1;
         self.note_presence(&entry, &session, role, &client, EventName::RelayJoin);
 
         let (sink, stream) = ws.split();
@@ -297,15 +303,14 @@ impl Relay {
         record::presence(&self.inner.store, session, role, client, online, name);
     }
 
-    /// The session's room, and whether it was just opened.
-    fn room(&self, session: &SessionId) -> (Arc<Mutex<Entry>>, bool) {
+    /// The session's room, counted as being joined until the caller's join is applied.
+    fn room(&self, session: &SessionId) -> Arc<Mutex<Entry>> {
         self.ensure_sweeper();
         let cfg = &self.inner.config;
-        let mut fresh = false;
-        let entry = lock(&self.inner.rooms)
+        let mut rooms = lock(&self.inner.rooms);
+        let entry = rooms
             .entry(session.clone())
             .or_insert_with(|| {
-                fresh = true;
                 Arc::new(Mutex::new(Entry {
                     room: Room::new(
                         cfg.max_agents,
@@ -316,10 +321,14 @@ impl Relay {
                     empty_since: None,
                     heard: HashMap::new(),
                     announced: None,
+                    joining: 0,
+                    followed: Arc::new(tokio::sync::OnceCell::new()),
                 }))
             })
             .clone();
-        (entry, fresh)
+        // Under the map's lock, so the sweeper's `forget` sees it.
+        lock(&entry).joining += 1;
+        entry
     }
 
     /// Feeds one event to a room and carries out what it decides: queue texts (an overflowing outbox
@@ -392,7 +401,8 @@ impl Relay {
     /// Drops a room from the map, unless a newer room already took its place.
     fn forget(&self, session: &SessionId, entry: &Arc<Mutex<Entry>>) {
         let mut rooms = lock(&self.inner.rooms);
-        if rooms.get(session).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+        let current = rooms.get(session).is_some_and(|e| Arc::ptr_eq(e, entry));
+        if current && lock(entry).joining == 0 {
             rooms.remove(session);
             if let Some(link) = &self.inner.link {
                 link.unwatch(session);
