@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -26,6 +26,9 @@ use crate::proxy::Mode;
 use crate::router::{classify, Route};
 use crate::url_codec::TargetOrigin;
 use crate::Shared;
+use sniff::{sniff, Version};
+
+mod sniff;
 
 /// Most header fields in one HTTP/1.1 request; more gets 431.
 const MAX_HEADERS: usize = 128;
@@ -92,7 +95,11 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let stop = shared.shutdown.clone();
-    let builder = connection_builder(&shared.config.limits);
+    let limits = shared.config.limits.clone();
+    let Some((version, io)) = sniff(io, limits.client_header_timeout()).await else {
+        return;
+    };
+    let io = TokioIo::new(io);
     let service = service_fn(move |req| {
         let shared = shared.clone();
         let info = info.clone();
@@ -101,36 +108,55 @@ where
         // pointer and a request's state exists only while it runs.
         Box::pin(async move { Ok::<_, Infallible>(answer(shared, req, &info).await) })
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(DRAIN_TIMEOUT, conn.as_mut()).await {
-                Ok(ended) => ended,
-                Err(_) => return,
-            }
+    let ended = match version {
+        Version::H1 => {
+            let conn = http1_builder(&limits)
+                .serve_connection(io, service)
+                .with_upgrades();
+            until_done_or_drained!(conn, stop)
+        }
+        Version::H2 => {
+            let conn = http2_builder(&limits).serve_connection(io, service);
+            until_done_or_drained!(conn, stop)
         }
     };
-    if let Err(e) = ended {
+    if let Some(Err(e)) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
-/// HTTP/1.1 and HTTP/2 settings that bound what one client connection can make the server hold.
-fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// Runs a connection to its end; once shutdown begins, lets it finish what is in flight for
+/// `DRAIN_TIMEOUT`. `None` when it had to be cut off.
+macro_rules! until_done_or_drained {
+    ($conn:ident, $stop:ident) => {{
+        tokio::pin!($conn);
+        tokio::select! {
+            ended = $conn.as_mut() => Some(ended),
+            () = $stop.cancelled() => {
+                $conn.as_mut().graceful_shutdown();
+                tokio::time::timeout(DRAIN_TIMEOUT, $conn.as_mut()).await.ok()
+            }
+        }
+    }};
+}
+use until_done_or_drained;
+
+/// HTTP/1.1 settings that bound what one client connection can make the server hold.
+fn http1_builder(limits: &crate::config::Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.client_header_timeout())
         .max_buf_size(limits.max_request_head.max(8192))
         .max_headers(MAX_HEADERS);
-    // Rapid reset (CVE-2023-44487) and stream floods: few pending resets, few locally caused resets, a
-    // bounded number of streams and of header bytes per connection.
     builder
-        .http2()
+}
+
+/// HTTP/2 settings against rapid reset (CVE-2023-44487) and stream floods: few pending resets, few
+/// locally caused resets, a bounded number of streams and of header bytes per connection.
+fn http2_builder(limits: &crate::config::Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_streams)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
