@@ -50,8 +50,6 @@ pub enum ClusterError {
 /// This node's link to the engine; cheap to share.
 pub struct Cluster {
     client: Client,
-    node: u64,
-    name: String,
     prefix: String,
     publisher: Publisher,
     pub sessions: Arc<SessionLink>,
@@ -149,27 +147,12 @@ impl Cluster {
         ));
         Ok(Arc::new(Cluster {
             client,
-            node,
-            name,
             prefix,
             publisher,
             sessions,
             rooms,
             events: std::sync::Mutex::new(Some(events)),
         }))
-    }
-
-    pub fn node(&self) -> u64 {
-        self.node
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether the engine is reachable right now (for `/healthz` and metrics).
-    pub fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     fn purge_subject(&self) -> String {
