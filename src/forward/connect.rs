@@ -19,10 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 use url::Host;
 
-use super::rewind::Rewind;
 use super::sniff::{self, Protocol};
 use crate::body::{empty, ProxyBody};
 use crate::error::ProxyError;
+use crate::server::rewind::Rewind;
 use crate::server::{serve_tunnelled, ConnInfo};
 use crate::upstream::UpstreamError;
 use crate::url_codec::TargetOrigin;

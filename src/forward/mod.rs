@@ -7,7 +7,6 @@
 
 pub mod ca;
 pub mod connect;
-mod rewind;
 pub mod sniff;
 
 use std::sync::Arc;

@@ -28,6 +28,7 @@ use crate::url_codec::TargetOrigin;
 use crate::Shared;
 use sniff::{sniff, Version};
 
+pub(crate) mod rewind;
 mod sniff;
 
 /// Most header fields in one HTTP/1.1 request; more gets 431.

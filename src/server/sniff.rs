@@ -3,13 +3,12 @@
 //! hyper sees a partial head and doubles its read buffer to 16 KiB on every connection
 //! (`docs/PERFORMANCE.md`, idle connections); reading once here keeps it at 8 KiB.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::rewind::Rewind;
 
 /// The client connection preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -24,7 +23,7 @@ pub enum Version {
 
 /// Reads until the bytes decide (the h2 preface, or anything that departs from it), within `timeout`.
 /// `None`: the client closed or stayed silent first; there is nothing to answer.
-pub async fn sniff<I>(mut io: I, timeout: Duration) -> Option<(Version, Prefixed<I>)>
+pub async fn sniff<I>(mut io: I, timeout: Duration) -> Option<(Version, Rewind<I>)>
 where
     I: AsyncRead + Unpin,
 {
@@ -47,69 +46,7 @@ where
         }
     };
     let version = tokio::time::timeout(timeout, read).await.ok()??;
-    Some((
-        version,
-        Prefixed {
-            first: first.freeze(),
-            io,
-        },
-    ))
-}
-
-/// A stream whose first bytes were already read: they come out first, then the stream itself.
-pub struct Prefixed<I> {
-    first: Bytes,
-    io: I,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.first.is_empty() {
-            return Pin::new(&mut self.io).poll_read(cx, buf);
-        }
-        let n = self.first.len().min(buf.remaining());
-        buf.put_slice(&self.first[..n]);
-        self.first.advance(n);
-        if self.first.is_empty() {
-            // Let the read's allocation go at once rather than for the connection's life.
-            self.first = Bytes::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
+    Some((version, Rewind::new(first.freeze(), io)))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! A stream that first replays bytes already read from it (the sniffed head of a tunnel), so whoever
-//! takes the tunnel over — TLS, HTTP or a blind copy — sees it from its very first byte.
+//! A stream that first replays bytes already read from it (the sniffed head of a connection or of a
+//! tunnel), so whoever takes it over — hyper, TLS or a blind copy — sees it from its very first byte.
 
 use std::io;
 use std::pin::Pin;
@@ -29,6 +29,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
             let n = self.head.len().min(buf.remaining());
             buf.put_slice(&self.head[..n]);
             self.head.advance(n);
+            if self.head.is_empty() {
+                // Let the read's allocation go at once rather than for the connection's life.
+                self.head = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
