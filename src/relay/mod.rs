@@ -425,12 +425,17 @@ impl Relay {
         });
     }
 
-    /// Ends rooms whose session is gone, retries pending resyncs, and drops rooms nobody uses.
-    fn sweep(&self) {
-        let rooms: Vec<_> = lock(&self.inner.rooms)
+    /// Every room as it is now, taken out of the map so that handling each locks only that room.
+    fn all_rooms(&self) -> Vec<(SessionId, Arc<Mutex<Entry>>)> {
+        lock(&self.inner.rooms)
             .iter()
             .map(|(id, e)| (id.clone(), e.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Ends rooms whose session is gone, retries pending resyncs, and drops rooms nobody uses.
+    fn sweep(&self) {
+        let rooms = self.all_rooms();
         let now = Instant::now();
         for (session, entry) in rooms {
             let event = if self.inner.sessions.get(&session).is_none() {

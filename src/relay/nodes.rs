@@ -116,10 +116,7 @@ impl Relay {
         if self.inner.link.is_none() {
             return;
         }
-        let rooms: Vec<_> = lock(&self.inner.rooms)
-            .iter()
-            .map(|(id, e)| (id.clone(), e.clone()))
-            .collect();
+        let rooms = self.all_rooms();
         let now = Instant::now();
         for (session, entry) in rooms {
             self.announce(&entry, &session, true);
