@@ -159,7 +159,7 @@ impl Sessions {
 
     /// The visitor credential minted into pages (see [`visitor_credential`]).
     pub fn visitor_credential(&self, session: &SessionId, now: SystemTime) -> String {
-        self.sign(&visitor_credential_at(session, now))
+        self.sign(&visitor_credential_for(session, now))
     }
 }
 
@@ -195,10 +195,11 @@ pub const VISITOR_CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 /// (the chunking tests compare it, a cache may share it) and the credential lives 24 to 25 hours.
 /// Signed with this process's own key; a node uses [`Sessions::visitor_credential`].
 pub fn visitor_credential(session: &SessionId, now: SystemTime) -> String {
-    visitor_credential_at(session, now).sign()
+    visitor_credential_for(session, now).sign()
 }
 
-fn visitor_credential_at(session: &SessionId, now: SystemTime) -> Credential {
+/// The credential [`visitor_credential`] signs, for signing with another key.
+pub fn visitor_credential_for(session: &SessionId, now: SystemTime) -> Credential {
     const HOUR: u64 = 3600;
     let at = unix(now) + VISITOR_CREDENTIAL_TTL.as_secs();
     let expires = at.div_ceil(HOUR) * HOUR;

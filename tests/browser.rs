@@ -277,48 +277,31 @@ async fn agent_sees_the_visitors_page_live_and_masked_content_never_leaves_it() 
     let visitor = created["visitor_url"].as_str().unwrap().to_owned();
     let agent = created["agent_url"].as_str().unwrap().to_owned();
     let result = node("check_cobrowse.mjs", &[visitor, agent]).await;
-    assert!(
-        result.get("error").is_none(),
-        "browser run failed: {}\nsteps: {}\nerrors: {}",
-        result["error"],
-        result["steps"],
-        result["errors"]
+    let steps = support::browser::cobrowse_steps(
+        &result,
+        &[
+            "agentWaitsForVisitor",
+            "agentWaitsForConsent",
+            "consentGiven",
+            "agentSeesPage",
+            "agentSeesCrossOriginFrame",
+            "agentSeesShadowDom",
+            "agentSeesCssomRule",
+            "agentSeesTyping",
+            "agentSeesScriptSetValue",
+            "agentSeesMutation",
+            "agentFollowsScroll",
+            "agentSeesVisitorPointer",
+            "visitorSeesHighlight",
+            "controlGranted",
+            "agentClickReachesVisitor",
+            "agentSeesClickEffect",
+            "maskedClickRefused",
+            "agentFollowsNavigation",
+            "agentFollowsOtherOrigin",
+            "visitorLeaves",
+        ],
     );
-    let steps = result["steps"].as_object().expect("steps");
-    let failed: Vec<_> = steps
-        .iter()
-        .filter(|(_, v)| **v == false)
-        .map(|(k, _)| k.as_str())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "steps failed: {failed:?}\nerrors: {}",
-        result["errors"]
-    );
-    for step in [
-        "agentWaitsForVisitor",
-        "agentWaitsForConsent",
-        "consentGiven",
-        "agentSeesPage",
-        "agentSeesCrossOriginFrame",
-        "agentSeesShadowDom",
-        "agentSeesCssomRule",
-        "agentSeesTyping",
-        "agentSeesScriptSetValue",
-        "agentSeesMutation",
-        "agentFollowsScroll",
-        "agentSeesVisitorPointer",
-        "visitorSeesHighlight",
-        "controlGranted",
-        "agentClickReachesVisitor",
-        "agentSeesClickEffect",
-        "maskedClickRefused",
-        "agentFollowsNavigation",
-        "agentFollowsOtherOrigin",
-        "visitorLeaves",
-    ] {
-        assert!(steps.contains_key(step), "step {step} did not run");
-    }
 
     // Before consent the visitor's page sent nothing at all, and the agent's mirror stayed empty.
     assert_eq!(result["framesBeforeConsent"], serde_json::json!([]));

@@ -7,15 +7,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use cobrowse_proxy::config::ClusterConfig;
-use cobrowse_proxy::session::{Credential, Role, SigningKey};
-use cobrowse_proxy::url_codec::SessionId;
+use cobrowse_proxy::session::SigningKey;
 use futures_util::StreamExt;
 use http::{Method, StatusCode};
 use support::nats::Engine;
-use support::ws::{self, send, Ws};
+use support::ws::{self, send, Links, Ws};
 use support::{Options, Stack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,27 +38,10 @@ async fn node_with_store(engine: &Engine, postgres: Option<&str>) -> Stack {
 }
 
 /// A session created on `stack`: its id and the two credentials (signed with the deployment's key).
-struct Links {
-    id: String,
-    visitor: String,
-    agent: String,
-}
-
 async fn session(stack: &Stack) -> Links {
     let reply = stack.create_session("https://www.shop.test/").await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    let json = reply.json();
-    let id = json["id"].as_str().unwrap().to_owned();
-    let agent_url = url::Url::parse(json["agent_url"].as_str().unwrap()).unwrap();
-    let agent = agent_url
-        .query_pairs()
-        .find(|(k, _)| k == "t")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
-    let later = SystemTime::now() + Duration::from_secs(3600);
-    let visitor = Credential::new(SessionId::parse(&id).unwrap(), Role::Visitor, later)
-        .sign_with(&SigningKey::shared(KEY));
-    Links { id, visitor, agent }
+    Links::from_json_signed(&reply.json(), &SigningKey::shared(KEY))
 }
 
 /// Reads until a message of type `t` arrives; panics on close or after `WAIT`.
@@ -343,37 +325,20 @@ async fn in_chromium_the_agent_on_another_node_sees_the_visitors_page_live() {
     let agent = agent_on_a.replacen(&a.public, &b.public, 1);
     assert_ne!(agent, agent_on_a, "the agent view is node B's");
     let result = support::browser::node("check_cobrowse.mjs", &[visitor, agent]).await;
-    assert!(
-        result.get("error").is_none(),
-        "browser run failed: {}\nsteps: {}\nerrors: {}",
-        result["error"],
-        result["steps"],
-        result["errors"]
+    support::browser::cobrowse_steps(
+        &result,
+        &[
+            "agentWaitsForConsent",
+            "consentGiven",
+            "agentSeesPage",
+            "agentSeesTyping",
+            "agentSeesMutation",
+            "visitorSeesHighlight",
+            "agentClickReachesVisitor",
+            "agentFollowsNavigation",
+            "visitorLeaves",
+        ],
     );
-    let steps = result["steps"].as_object().expect("steps");
-    let failed: Vec<_> = steps
-        .iter()
-        .filter(|(_, v)| **v == false)
-        .map(|(k, _)| k.as_str())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "steps failed: {failed:?}\nerrors: {}",
-        result["errors"]
-    );
-    for step in [
-        "agentWaitsForConsent",
-        "consentGiven",
-        "agentSeesPage",
-        "agentSeesTyping",
-        "agentSeesMutation",
-        "visitorSeesHighlight",
-        "agentClickReachesVisitor",
-        "agentFollowsNavigation",
-        "visitorLeaves",
-    ] {
-        assert!(steps.contains_key(step), "step {step} did not run");
-    }
     assert_eq!(result["framesBeforeConsent"], serde_json::json!([]));
     assert_eq!(result["finalState"], "live");
     a.stop().await;

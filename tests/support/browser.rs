@@ -55,3 +55,33 @@ fn browser_tools_missing() -> Option<String> {
     }
     None
 }
+
+/// The steps of a `check_cobrowse.mjs` run, once it is shown that the run finished, that no step
+/// failed, and that each of `required` ran.
+pub fn cobrowse_steps<'a>(
+    result: &'a serde_json::Value,
+    required: &[&str],
+) -> &'a serde_json::Map<String, serde_json::Value> {
+    assert!(
+        result.get("error").is_none(),
+        "browser run failed: {}\nsteps: {}\nerrors: {}",
+        result["error"],
+        result["steps"],
+        result["errors"]
+    );
+    let steps = result["steps"].as_object().expect("steps");
+    let failed: Vec<_> = steps
+        .iter()
+        .filter(|(_, v)| **v == false)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "steps failed: {failed:?}\nerrors: {}",
+        result["errors"]
+    );
+    for step in required {
+        assert!(steps.contains_key(*step), "step {step} did not run");
+    }
+    steps
+}

@@ -25,6 +25,14 @@ pub struct Links {
 impl Links {
     /// From the JSON of `POST /api/sessions`.
     pub fn from_json(json: &serde_json::Value) -> Links {
+        Links::from_json_signed(json, &cobrowse_proxy::session::SigningKey::process())
+    }
+
+    /// Like [`Links::from_json`], for a proxy that signs with `key` (a deployment's shared key).
+    pub fn from_json_signed(
+        json: &serde_json::Value,
+        key: &cobrowse_proxy::session::SigningKey,
+    ) -> Links {
         let id = json["id"].as_str().unwrap().to_owned();
         let agent_url = url::Url::parse(json["agent_url"].as_str().unwrap()).unwrap();
         let agent = agent_url
@@ -33,8 +41,8 @@ impl Links {
             .map(|(_, v)| v.into_owned())
             .unwrap();
         let session = cobrowse_proxy::url_codec::SessionId::parse(&id).unwrap();
-        let visitor =
-            cobrowse_proxy::session::visitor_credential(&session, std::time::SystemTime::now());
+        let now = std::time::SystemTime::now();
+        let visitor = cobrowse_proxy::session::visitor_credential_for(&session, now).sign_with(key);
         Links { id, visitor, agent }
     }
 }
