@@ -53,7 +53,7 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("store: {0}")]
+    #[error("store: {}", postgres::redacted(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The shared database cannot be reached right now; the store keeps trying to reconnect.
     #[error("the store's database is unreachable")]

@@ -68,7 +68,8 @@ async fn attempt(config: Config) -> Result<Conn, StoreError> {
     let (gone, lost) = oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "store: the PostgreSQL connection failed");
+            let error = super::redacted(&e);
+            tracing::warn!(%error, "store: the PostgreSQL connection failed");
         }
         let _ = gone.send(());
     });

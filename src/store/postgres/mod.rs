@@ -25,6 +25,16 @@ use crate::cache::Clock;
 use link::{Conn, Link};
 use schema::{Vacuum, EVENTS, VISITORS};
 
+/// A database error as logs and API answers may show it: the SQLSTATE only. The server's message and
+/// detail can quote the values of the row at fault (`Failing row contains (…)`), which are visitor
+/// metadata; connection and protocol errors carry no row data and are shown whole.
+pub fn redacted(e: &tokio_postgres::Error) -> String {
+    match e.code() {
+        Some(code) => format!("database error {}", code.code()),
+        None => e.to_string(),
+    }
+}
+
 /// Connects (once, so a wrong URL fails the start) and spawns the task; returns its queue.
 pub async fn start(url: &str, clock: Arc<dyn Clock>) -> Result<mpsc::Sender<Command>, StoreError> {
     let config = link::config(url)?;

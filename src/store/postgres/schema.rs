@@ -89,6 +89,7 @@ pub async fn vacuum(client: &Client, table: &str, how: Vacuum) {
     }
     .await;
     if let Err(e) = result {
-        tracing::warn!(error = %e, table, "store: vacuum after a deletion failed");
+        let error = super::redacted(&e);
+        tracing::warn!(%error, table, "store: vacuum after a deletion failed");
     }
 }
