@@ -57,3 +57,34 @@ impl Backend for Dir {
 }
 
 store_contract!(async { Some(Dir::new()) });
+
+/// Sightings wait for the commit window, not for a query: one reaches the file on its own, read by a
+/// second connection while the store still runs.
+#[tokio::test]
+async fn a_sighting_is_committed_within_the_window_without_a_query() {
+    let dir = Dir::new();
+    let clock = Arc::new(ManualClock::new());
+    let store = Store::open(&dir.0, clock, false).unwrap();
+    let visitor = crate::url_codec::SessionId::parse("k3x9q2m7wa").unwrap();
+    store.seen(Sighting {
+        visitor: &visitor,
+        ip: None,
+        page: None,
+        user_agent: None,
+        online: Some(true),
+    });
+    let file = sqlite::db::path(&dir.0);
+    let mut rows = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let reader = rusqlite::Connection::open(&file).unwrap();
+        rows = reader
+            .query_row("SELECT count(*) FROM visitors", [], |r| r.get(0))
+            .unwrap_or(0);
+        if rows > 0 {
+            break;
+        }
+    }
+    assert_eq!(rows, 1, "the sighting was never committed");
+    store.close().await;
+}

@@ -10,16 +10,16 @@ use crate::store::StoreError;
 
 pub fn insert(conn: &Connection, event: &NewEvent) -> Result<(), StoreError> {
     let bytes = events::bytes_column(event.bytes);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO events (at, session, name, role, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            event.at,
-            event.session,
-            event.name.as_str(),
-            event.role,
-            bytes
-        ],
-    )?;
+    )?
+    .execute(params![
+        event.at,
+        event.session,
+        event.name.as_str(),
+        event.role,
+        bytes
+    ])?;
     Ok(())
 }
 

@@ -1,17 +1,17 @@
 //! The embedded backend: one SQLite file in the data folder (`db.rs`), owned by one thread. SQLite is
 //! synchronous, so the thread owns the connection and the async side only ever sends it commands.
-//! Writes that arrive together share one transaction (one fsync); a query first commits what came
-//! before it, so it sees every earlier write, and a delete is durable before its answer goes out.
+//! Writes that arrive within a short window share one transaction (one fsync); a query first commits
+//! what came before it, so it sees every earlier write, and a delete is durable before its answer goes out.
 
 pub mod db;
 mod events;
 mod visitors;
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Command, Query, Swept, Write};
 use super::{StoreError, QUEUE};
@@ -27,26 +27,103 @@ pub fn start(dir: &Path) -> Result<mpsc::Sender<Command>, StoreError> {
     Ok(queue)
 }
 
+/// How long a write may wait for later ones to share its commit. Each commit of this database is
+/// several fsyncs (`synchronous = FULL`, a rollback journal made and removed), and a busy proxy records
+/// a sighting for every page it serves: committing each batch as it came cost more CPU than rewriting
+/// the pages (`docs/PERFORMANCE.md`). Queries and `Close` still commit first, so nothing a caller can
+/// read waits; a crash loses at most this much of the newest metadata.
+const COMMIT_WINDOW: Duration = Duration::from_millis(100);
+
 /// The thread's body: runs until the queue closes or a `Close` arrives.
 fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
+    // Only for the commit window's timer: the queue is tokio's, and so is its timeout.
+    let timer = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(timer) => timer,
+        Err(e) => {
+            tracing::error!(error = %e, "store: no timer; writes are committed one batch at a time");
+            return run_unbatched(conn, queue);
+        }
+    };
+    let mut writes = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let next = match oldest {
+            None => timer.block_on(queue.recv()),
+            Some(since) => {
+                let left = COMMIT_WINDOW.saturating_sub(since.elapsed());
+                // The timer must be made inside the runtime, so in the future, not before it.
+                let wait = async { tokio::time::timeout(left, queue.recv()).await };
+                match timer.block_on(wait) {
+                    Ok(next) => next,
+                    Err(_) => {
+                        flush(&mut conn, &mut writes);
+                        oldest = None;
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(first) = next else {
+            flush(&mut conn, &mut writes);
+            return;
+        };
+        for command in command::batch(first, &mut queue) {
+            match handle(&mut conn, &mut writes, command) {
+                Handled::Pending => {
+                    oldest.get_or_insert_with(Instant::now);
+                }
+                Handled::Flushed => oldest = None,
+                Handled::Closed(done) => return close(conn, done),
+            }
+        }
+    }
+}
+
+/// [`run`] without a commit window: every batch is committed as it was taken off the queue.
+fn run_unbatched(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
     let mut writes = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         for command in command::batch(first, &mut queue) {
-            match command {
-                Command::Write(write) => writes.push(write),
-                Command::Query(query) => {
-                    flush(&mut conn, &mut writes);
-                    answer(&conn, query);
-                }
-                Command::Close(done) => {
-                    flush(&mut conn, &mut writes);
-                    drop(conn);
-                    let _ = done.send(());
-                    return;
-                }
+            if let Handled::Closed(done) = handle(&mut conn, &mut writes, command) {
+                return close(conn, done);
             }
         }
         flush(&mut conn, &mut writes);
+    }
+}
+
+enum Handled {
+    /// A write was queued for the next commit.
+    Pending,
+    /// Everything pending was committed (before a query's answer).
+    Flushed,
+    /// Committed; the connection is to be let go of before `Close` is answered.
+    Closed(oneshot::Sender<()>),
+}
+
+fn close(conn: Connection, done: oneshot::Sender<()>) {
+    drop(conn);
+    let _ = done.send(());
+}
+
+fn handle(conn: &mut Connection, writes: &mut Vec<Write>, command: Command) -> Handled {
+    match command {
+        Command::Write(write) => {
+            writes.push(write);
+            Handled::Pending
+        }
+        Command::Query(query) => {
+            flush(conn, writes);
+            answer(conn, query);
+            Handled::Flushed
+        }
+        Command::Close(done) => {
+            flush(conn, writes);
+            Handled::Closed(done)
+        }
     }
 }
 

@@ -16,7 +16,7 @@ const TOUCHED: &str = "coalesce(last_seen, created_at)";
 pub fn record_seen(conn: &Connection, seen: &Seen, now: SystemTime) -> Result<(), StoreError> {
     forget_if_expired(conn, &seen.visitor, now)?;
     let device = seen.device.as_ref();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO visitors (id, created_at, last_seen, last_ip, last_page_url, last_page_at,
                                device, os, browser, online)
          VALUES (?1, ?2, ?2, ?3, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?2 END, ?5, ?6, ?7,
@@ -30,17 +30,17 @@ pub fn record_seen(conn: &Connection, seen: &Seen, now: SystemTime) -> Result<()
              os = coalesce(excluded.os, os),
              browser = coalesce(excluded.browser, browser),
              online = coalesce(?8, online)",
-        params![
-            seen.visitor,
-            seen.at,
-            seen.ip,
-            seen.page_url,
-            device.map(|d| d.kind),
-            device.map(|d| d.os),
-            device.map(|d| d.browser),
-            seen.online,
-        ],
-    )?;
+    )?
+    .execute(params![
+        seen.visitor,
+        seen.at,
+        seen.ip,
+        seen.page_url,
+        device.map(|d| d.kind),
+        device.map(|d| d.os),
+        device.map(|d| d.browser),
+        seen.online,
+    ])?;
     Ok(())
 }
 
@@ -66,10 +66,11 @@ pub fn record_identity(
 /// A record past its time must not lend old fields to a new sighting, even before the sweep runs.
 fn forget_if_expired(conn: &Connection, visitor: &str, now: SystemTime) -> Result<(), StoreError> {
     let cutoff = retention::cutoff(now, VISITOR_TTL);
-    conn.execute(
-        &format!("DELETE FROM visitors WHERE id = ?1 AND {TOUCHED} <= ?2"),
-        params![visitor, cutoff],
-    )?;
+    // One statement per sighting: prepared once per connection, not parsed each time.
+    conn.prepare_cached(&format!(
+        "DELETE FROM visitors WHERE id = ?1 AND {TOUCHED} <= ?2"
+    ))?
+    .execute(params![visitor, cutoff])?;
     Ok(())
 }
 
