@@ -202,6 +202,7 @@ async fn measure_child(
         via: Via::Plain,
         also: vec![format!("localhost:{}", addr.port())],
         bust: false,
+        assets: true,
     });
     let _ = super::load(&target, 4, Duration::from_secs(2)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -46,10 +46,14 @@ pub enum Variant {
     CacheCold,
     /// The rewriting proxy on cacheable assets after a warm-up: assets are cache hits.
     CacheWarm,
+    /// The rewriting proxy serving only the 100 KB page, each visitor one connection loading it back to
+    /// back: the measure of the pages/s and added-latency targets, and of the peers it compares.
+    Page,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
+        Variant::Page,
         Variant::Rewrite,
         Variant::Forward,
         Variant::ForwardTls,
@@ -64,6 +68,7 @@ impl Variant {
             Variant::ForwardTls => "forward-tls",
             Variant::CacheCold => "cache-cold",
             Variant::CacheWarm => "cache-warm",
+            Variant::Page => "page",
         }
     }
 }
@@ -74,7 +79,7 @@ impl FromStr for Variant {
         Variant::ALL
             .into_iter()
             .find(|v| v.name() == s)
-            .ok_or_else(|| format!("unknown variant {s:?} (rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
+            .ok_or_else(|| format!("unknown variant {s:?} (page, rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
     }
 }
 
@@ -155,12 +160,14 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
         _ => SITE,
     };
     let bust = variant == Variant::CacheCold;
+    let assets = variant != Variant::Page;
     let plain = |addr, host: String, via, also| Target {
         addr,
         host,
         via,
         also,
         bust,
+        assets,
     };
     let direct_via = match variant {
         Variant::ForwardTls => Via::Tls(target::tls_connector(&stack.origin.ca_pem)?),
@@ -168,7 +175,7 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
     };
     let direct = plain(stack.origin.addr, site.to_owned(), direct_via, Vec::new());
     let proxied = match variant {
-        Variant::Rewrite | Variant::CacheCold | Variant::CacheWarm => {
+        Variant::Page | Variant::Rewrite | Variant::CacheCold | Variant::CacheWarm => {
             let host = stack.proxy_host(&format!("http://{site}/")).await?;
             let public = stack::authority(
                 &url::Url::parse(&stack.public.origin())

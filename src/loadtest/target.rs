@@ -46,6 +46,8 @@ pub(super) struct Target {
     pub(super) also: Vec<String>,
     /// Every request gets a unique query, so no cache can answer it (the cold-cache variant).
     pub(super) bust: bool,
+    /// Whether visitors load the assets a page names, or only the page itself.
+    pub(super) assets: bool,
 }
 
 impl Target {

@@ -43,6 +43,10 @@ pub(super) async fn run(
                 continue;
             }
         };
+        if !target.assets {
+            stats.page_loaded();
+            continue;
+        }
         let assets = assets(&body, &target);
         let mut lists: Vec<Vec<Asset>> = (0..CONNECTIONS).map(|_| Vec::new()).collect();
         for (i, asset) in assets.into_iter().enumerate() {

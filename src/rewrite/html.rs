@@ -75,6 +75,10 @@ pub struct HtmlTransform {
 
 pub struct Sink(Arc<Mutex<Vec<u8>>>);
 
+/// The most output buffer a rewriter starts each chunk with: the size chunks usually come in; a larger
+/// one (one big write) is not kept for the rest of the document.
+const OUTPUT_CAPACITY_MAX: usize = 64 << 10;
+
 impl lol_html::OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
         self.0
@@ -102,9 +106,16 @@ impl HtmlTransform {
         }
     }
 
+    /// Moves what lol_html wrote into `out`: the buffer itself when `out` is empty (as the body stream
+    /// hands it), so a rewritten page is not copied once more on its way out.
     fn drain(&self, out: &mut Vec<u8>) {
         let mut buffered = self.output.lock().unwrap_or_else(|p| p.into_inner());
-        out.append(&mut buffered);
+        if out.is_empty() {
+            let capacity = buffered.capacity().min(OUTPUT_CAPACITY_MAX);
+            *out = std::mem::replace(&mut *buffered, Vec::with_capacity(capacity));
+        } else {
+            out.append(&mut buffered);
+        }
     }
 }
 

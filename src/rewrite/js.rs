@@ -69,11 +69,15 @@ pub fn mentions_anything(source: &str) -> bool {
     mentions_anything_in(source.as_bytes())
 }
 
+/// The words a script must contain for the rewriter to change anything in it.
+pub const WORDS: [&str; 3] = ["location", "import", "postMessage"];
+
 /// [`mentions_anything`] over bytes as written (the words are ASCII, so any ASCII-compatible encoding).
+/// The searchers are built once: building one costs more than searching a short attribute.
 pub fn mentions_anything_in(bytes: &[u8]) -> bool {
-    ["location", "import", "postMessage"]
-        .iter()
-        .any(|word| memchr::memmem::find(bytes, word.as_bytes()).is_some())
+    static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+        std::sync::LazyLock::new(|| WORDS.map(memchr::memmem::Finder::new));
+    FINDERS.iter().any(|f| f.find(bytes).is_some())
 }
 
 /// One insertion or replacement: bytes `start..end` of the source become `text`.
