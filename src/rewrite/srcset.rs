@@ -25,6 +25,10 @@ pub fn rewrite(value: &str, mut f: impl FnMut(&str) -> Option<String>) -> Option
         url = trimmed;
         let start = value.len() - rest.len();
         if let Some(new) = f(url) {
+            if out.capacity() == 0 {
+                // Rewritten URLs are longer; one allocation for the usual list.
+                out.reserve(value.len() * 2);
+            }
             out.push_str(&value[copied_to..start]);
             out.push_str(&new);
             copied_to = start + url.len();

@@ -12,11 +12,17 @@ impl ProxyMap {
     /// `rewrite_reference` returns for it); `None` when the full parse must decide.
     pub(super) fn rewrite_absolute_fast(&self, reference: &str) -> Option<Option<String>> {
         let r = reference.trim_matches(|c: char| c <= ' ');
+        if !r.starts_with("http") {
+            return None;
+        }
         let (secure, rest) = match r.strip_prefix("https://") {
             Some(rest) => (true, rest),
             None => (false, r.strip_prefix("http://")?),
         };
-        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host_end = rest
+            .bytes()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
         let (host, tail) = rest.split_at(host_end);
         if !is_plain_host(host) || !is_canonical_tail(tail) {
             return None;
@@ -50,62 +56,63 @@ impl ProxyMap {
 
 /// Lowercase ASCII DNS labels that IDNA and the IPv4 parser leave alone: 1–63 bytes of `[a-z0-9-]`
 /// each, no `xn--` (punycode is validated), no trailing dot, and a last label that starts with a letter
-/// (a numeric one makes the host an IPv4 address).
+/// (a numeric one makes the host an IPv4 address). One pass over the bytes: this runs for every
+/// absolute URL of every page.
 fn is_plain_host(host: &str) -> bool {
-    if host.is_empty() || host.len() > 253 {
+    let bytes = host.as_bytes();
+    if bytes.is_empty() || bytes.len() > 253 {
         return false;
     }
-    let mut last = "";
-    for label in host.split('.') {
-        let plain = label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !plain || !(1..=63).contains(&label.len()) || label.starts_with("xn--") {
+    let mut label_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            if !is_plain_label(&bytes[label_start..i]) {
+                return false;
+            }
+            label_start = i + 1;
+        } else if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return false;
         }
-        last = label;
     }
-    last.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+    let last = &bytes[label_start..];
+    is_plain_label(last) && last[0].is_ascii_lowercase()
 }
 
-/// Path, query and fragment made only of bytes no part of the URL parser changes (nothing it would
-/// percent-encode, no backslash, no `'`, which special-scheme queries encode), with no dot segments.
+fn is_plain_label(label: &[u8]) -> bool {
+    (1..=63).contains(&label.len()) && !label.starts_with(b"xn--")
+}
+
+/// The bytes [`is_canonical_tail`] lets through: nothing the URL parser would percent-encode in a
+/// path, query or fragment, no backslash, no `'` (special-scheme queries encode it).
+const TAIL_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&()*+,;=:@/%?#";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+/// Path, query and fragment made only of bytes no part of the URL parser changes, with no dot segments.
 fn is_canonical_tail(tail: &str) -> bool {
-    let plain = tail.bytes().all(|b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'/'
-                    | b'%'
-                    | b'?'
-                    | b'#'
-            )
-    });
-    if !plain {
+    let bytes = tail.as_bytes();
+    if !bytes.iter().all(|&b| TAIL_BYTES[usize::from(b)]) {
         return false;
     }
-    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
-    !tail[..path_end].split('/').any(is_dot_segment)
+    let path_end = memchr::memchr2(b'?', b'#', bytes).unwrap_or(bytes.len());
+    !bytes[..path_end].split(|&b| b == b'/').any(is_dot_segment)
 }
 
 /// `.` and `..`, in any of the spellings the parser resolves (`%2e` for a dot, any case).
-fn is_dot_segment(segment: &str) -> bool {
-    let s = segment.as_bytes();
+fn is_dot_segment(s: &[u8]) -> bool {
     let dot = |b: &[u8]| b == b"." || b.eq_ignore_ascii_case(b"%2e");
     match s.len() {
         1 | 3 => dot(s),

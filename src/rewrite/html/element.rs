@@ -87,17 +87,17 @@ impl Tag {
 
 /// The attribute `name` (lowercase) on a `tag` element, if it can carry something we rewrite. HTML, SVG
 /// and obsolete attributes that browsers still load.
-fn classify(name: &str, tag: Tag) -> Option<AttrKind> {
+fn classify(name: &[u8], tag: Tag) -> Option<AttrKind> {
     let kind = match name {
-        "href" | "src" | "action" | "formaction" | "poster" | "cite" | "background"
-        | "longdesc" | "icon" | "lowsrc" | "xlink:href" => AttrKind::Url,
-        "data" if tag == Tag::Object => AttrKind::Url,
-        "codebase" if tag == Tag::Object || tag == Tag::Applet => AttrKind::Url,
-        "manifest" if tag == Tag::Html => AttrKind::Url,
-        "srcset" | "imagesrcset" => AttrKind::Srcset,
-        "ping" => AttrKind::List,
-        "style" => AttrKind::Style,
-        _ if name.len() > 2 && name.starts_with("on") => AttrKind::Handler,
+        b"href" | b"src" | b"action" | b"formaction" | b"poster" | b"cite" | b"background"
+        | b"longdesc" | b"icon" | b"lowsrc" | b"xlink:href" => AttrKind::Url,
+        b"data" if tag == Tag::Object => AttrKind::Url,
+        b"codebase" if tag == Tag::Object || tag == Tag::Applet => AttrKind::Url,
+        b"manifest" if tag == Tag::Html => AttrKind::Url,
+        b"srcset" | b"imagesrcset" => AttrKind::Srcset,
+        b"ping" => AttrKind::List,
+        b"style" => AttrKind::Style,
+        _ if name.len() > 2 && name.starts_with(b"on") => AttrKind::Handler,
         _ => return None,
     };
     Some(kind)
@@ -118,7 +118,7 @@ fn classify_written(name: &[u8], tag: Tag) -> Option<Option<AttrKind>> {
     for (l, b) in buf.iter_mut().zip(name) {
         *l = b.to_ascii_lowercase();
     }
-    Some(std::str::from_utf8(buf).ok().and_then(|n| classify(n, tag)))
+    Some(classify(buf, tag))
 }
 
 impl AttrKind {
@@ -156,13 +156,30 @@ impl AttrKind {
 /// and for those lol_html need not even build the attribute list. One pass over the tag: it runs on every
 /// start tag of every page, where building a substring searcher per word cost more than the scan.
 fn tag_may_need_work(tag: &[u8]) -> bool {
-    tag.iter().enumerate().any(|(i, &b)| match b {
-        b'&' | b'\\' | b':' | b'(' | b'\t' | b'\n' | b'\r' => true,
-        b'/' => tag.get(i + 1) == Some(&b'/'),
-        b'l' | b'i' | b'p' => js::WORDS.iter().any(|w| tag[i..].starts_with(w.as_bytes())),
-        _ => false,
+    tag.iter().enumerate().any(|(i, &b)| {
+        SCAN_BYTES[usize::from(b)]
+            && match b {
+                b'/' => tag.get(i + 1) == Some(&b'/'),
+                b'l' => tag[i..].starts_with(b"location"),
+                b'i' => tag[i..].starts_with(b"import"),
+                b'p' => tag[i..].starts_with(b"postMessage"),
+                _ => true,
+            }
     })
 }
+
+/// The bytes [`tag_may_need_work`] stops at: a table lookup per byte, then a closer look at the few.
+/// `l`, `i` and `p` begin the words of [`js::WORDS`] (a test keeps the two in step).
+const SCAN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let stops = b"&\\:(\t\n\r/lip";
+    let mut i = 0;
+    while i < stops.len() {
+        table[stops[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// An attribute that needs rewriting, read out before the element is changed.
 struct Pending {
@@ -221,8 +238,8 @@ fn pending_attributes(el: &El<'_, '_>, tag: Tag, input: &RawInput) -> Vec<Pendin
     for (i, a) in attributes.iter().enumerate() {
         let written = a.name_source_location().and_then(|l| input.get(l.bytes()));
         let kind = written.and_then(|n| classify_written(n, tag));
-        debug_assert!(kind.is_none_or(|k| k == classify(&a.name(), tag)));
-        let Some(kind) = kind.unwrap_or_else(|| classify(&a.name(), tag)) else {
+        debug_assert!(kind.is_none_or(|k| k == classify(a.name().as_bytes(), tag)));
+        let Some(kind) = kind.unwrap_or_else(|| classify(a.name().as_bytes(), tag)) else {
             continue;
         };
         if !kind.may_need_work(&written_value(a, input)) {
@@ -233,12 +250,20 @@ fn pending_attributes(el: &El<'_, '_>, tag: Tag, input: &RawInput) -> Vec<Pendin
         let raw = a.value();
         // `set_attribute` changes the first attribute of a name, and browsers use the first: a repeat is
         // not what the page means. Rare enough (only values that need work get here) to check this way.
-        if attributes[..i].iter().any(|b| b.name() == name) {
+        if attributes[..i].iter().any(|b| same_name(b, &name, input)) {
             continue;
         }
         pending.push(Pending { kind, name, raw });
     }
     pending
+}
+
+/// Whether `a` is named `name` (lowercase), read in place when the input still holds it.
+fn same_name(a: &lol_html::html_content::Attribute<'_>, name: &str, input: &RawInput) -> bool {
+    match a.name_source_location().and_then(|l| input.get(l.bytes())) {
+        Some(written) if written.is_ascii() => written.eq_ignore_ascii_case(name.as_bytes()),
+        _ => a.name() == name,
+    }
 }
 
 /// An attribute's value as written (in the document's encoding), borrowed from the input when it is
@@ -285,16 +310,16 @@ mod tests {
 
     #[test]
     fn classifies_by_name_and_tag() {
-        assert_eq!(classify("href", Tag::Other), Some(AttrKind::Url));
-        assert_eq!(classify("xlink:href", Tag::Other), Some(AttrKind::Url));
-        assert_eq!(classify("data", Tag::Object), Some(AttrKind::Url));
-        assert_eq!(classify("data", Tag::Other), None);
-        assert_eq!(classify("manifest", Tag::Html), Some(AttrKind::Url));
-        assert_eq!(classify("manifest", Tag::Other), None);
-        assert_eq!(classify("imagesrcset", Tag::Link), Some(AttrKind::Srcset));
-        assert_eq!(classify("onclick", Tag::Other), Some(AttrKind::Handler));
-        assert_eq!(classify("on", Tag::Other), None);
-        assert_eq!(classify("class", Tag::Other), None);
+        assert_eq!(classify(b"href", Tag::Other), Some(AttrKind::Url));
+        assert_eq!(classify(b"xlink:href", Tag::Other), Some(AttrKind::Url));
+        assert_eq!(classify(b"data", Tag::Object), Some(AttrKind::Url));
+        assert_eq!(classify(b"data", Tag::Other), None);
+        assert_eq!(classify(b"manifest", Tag::Html), Some(AttrKind::Url));
+        assert_eq!(classify(b"manifest", Tag::Other), None);
+        assert_eq!(classify(b"imagesrcset", Tag::Link), Some(AttrKind::Srcset));
+        assert_eq!(classify(b"onclick", Tag::Other), Some(AttrKind::Handler));
+        assert_eq!(classify(b"on", Tag::Other), None);
+        assert_eq!(classify(b"class", Tag::Other), None);
     }
 
     #[test]
@@ -369,6 +394,8 @@ mod tests {
             }
         }
         assert!(tags.len() > 1000);
+        // The table stops at the first letter of each word.
+        assert_eq!(js::WORDS.map(|w| w.as_bytes()[0]), [b'l', b'i', b'p']);
         let mut needing = 0;
         for tag in &tags {
             assert_eq!(

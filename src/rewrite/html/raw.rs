@@ -20,9 +20,12 @@ pub(super) struct RawInput {
 
 impl RawInput {
     /// Called with each chunk before lol_html sees it.
+    /// The history is cut back to [`HISTORY`] only once it has grown to twice that, so the bytes kept are
+    /// moved at most about once each: cutting at every chunk moved the whole history for each one, which
+    /// for the small chunks a socket delivers was several times the page's own size.
     pub(super) fn push(&mut self, chunk: &[u8]) {
-        let excess = self.bytes.len().saturating_sub(HISTORY);
-        if excess > 0 {
+        if self.bytes.len() > 2 * HISTORY {
+            let excess = self.bytes.len() - HISTORY;
             self.bytes.drain(..excess);
             self.start += excess;
         }
@@ -46,7 +49,7 @@ mod tests {
         let mut input = RawInput::default();
         input.push(b"<a href=x>");
         assert_eq!(input.get(3..7), Some(&b"href"[..]));
-        let big = vec![b'.'; HISTORY + 10];
+        let big = vec![b'.'; 2 * HISTORY + 10];
         input.push(&big);
         input.push(b"<b>");
         // The first chunk fell out of the history; the newest is there at its document offset.
