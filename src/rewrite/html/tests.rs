@@ -252,3 +252,33 @@ fn non_network_schemes_are_left_alone() {
     let out = rewrite(input);
     assert_eq!(out, format!("{TAG}{input}"));
 }
+
+/// Output goes to the document that made it: two documents written in turn on one thread each get
+/// exactly the bytes they get alone.
+#[test]
+fn output_stays_with_its_document() {
+    let a = b"<p><a href=\"https://cdn.shop.test/a\">a</a></p>".repeat(50);
+    let b = b"<div><img src=\"//cdn.shop.test/b.png\"></div>".repeat(50);
+    let alone = |page: &[u8]| run_chunks(page, &mut || 7, encoding_rs::UTF_8);
+    let (mut ta, mut tb) = (transform(encoding_rs::UTF_8), transform(encoding_rs::UTF_8));
+    let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+    let (mut ca, mut cb) = (a.chunks(7), b.chunks(7));
+    loop {
+        let (next_a, next_b) = (ca.next(), cb.next());
+        if next_a.is_none() && next_b.is_none() {
+            break;
+        }
+        if let Some(chunk) = next_a {
+            ta.write(chunk, &mut out_a).unwrap();
+        }
+        if let Some(chunk) = next_b {
+            tb.write(chunk, &mut out_b).unwrap();
+        }
+    }
+    ta.end(&mut out_a).unwrap();
+    tb.end(&mut out_b).unwrap();
+    assert!(out_a == alone(&a), "document a's output was mixed up");
+    assert!(out_b == alone(&b), "document b's output was mixed up");
+    assert!(String::from_utf8_lossy(&out_b).contains(P));
+
+}
