@@ -280,5 +280,4 @@ fn output_stays_with_its_document() {
     assert!(out_a == alone(&a), "document a's output was mixed up");
     assert!(out_b == alone(&b), "document b's output was mixed up");
     assert!(String::from_utf8_lossy(&out_b).contains(P));
-
 }
