@@ -26,8 +26,18 @@ async fn every_variant_runs_without_errors() {
         }
     }
     // The page names its stylesheets, scripts and images: a visitor loads more than the document.
-    let rewrite = &report.variants[0];
+    let find = |v: Variant| {
+        report
+            .variants
+            .iter()
+            .find(|r| r.variant == v)
+            .expect("variant ran")
+    };
+    let rewrite = find(Variant::Rewrite);
     assert!(rewrite.proxied.requests > rewrite.proxied.pages);
+    // The page variant loads the document alone.
+    let page = find(Variant::Page);
+    assert_eq!(page.proxied.requests, page.proxied.pages);
     let json = serde_json::to_value(&report).expect("report serialises");
     assert!(json["variants"][0]["ratio"]["requests_per_s"].is_number());
 }

@@ -13,6 +13,12 @@ use super::StoreError;
 /// Most commands taken off the queue per transaction.
 pub const MAX_BATCH: usize = 512;
 
+/// How long a write may wait for later ones to share its commit. A busy proxy records a sighting for
+/// every page it serves, and each commit is fsyncs: committing each write as it came cost more CPU than
+/// rewriting the pages (`docs/PERFORMANCE.md`). Queries and `Close` commit first, so nothing a caller
+/// can read waits; a crash loses at most this much of the newest metadata.
+pub const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// How many records a sweep deleted.

@@ -1,6 +1,6 @@
 //! The shared backend, for several proxy nodes on one PostgreSQL database. The same commands and
 //! batching as the SQLite thread, on a tokio task instead (the driver is async): writes that arrive
-//! together share one transaction, a query first commits what came before it, a delete is committed
+//! within the commit window share one transaction, a query first commits what came before it, a delete is committed
 //! (synchronously) before its answer. What differs is what sharing demands: the online flag belongs to
 //! a node (`nodes.rs`), the connection can drop and come back (`link.rs`; meanwhile writes are
 //! dropped as under a full queue and queries fail), and deleted rows are vacuumed, since PostgreSQL
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::command::{self, Command, Query, Reply, Swept, Write};
 use super::{StoreError, QUEUE};
@@ -66,6 +66,8 @@ impl Task {
     async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
         let mut beat = tokio::time::interval(nodes::HEARTBEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // When the oldest pending write must be committed (`command::COMMIT_WINDOW`).
+        let mut commit_at: Option<Instant> = None;
         let closed = loop {
             tokio::select! {
                 command = queue.recv() => {
@@ -73,6 +75,15 @@ impl Task {
                     if let Some(done) = self.batch(first, &mut queue).await {
                         break Some(done);
                     }
+                    commit_at = match commit_at {
+                        _ if self.writes.is_empty() => None,
+                        None => Some(Instant::now() + command::COMMIT_WINDOW),
+                        pending => pending,
+                    };
+                }
+                _ = sleep_until_some(commit_at) => {
+                    self.flush().await;
+                    commit_at = None;
                 }
                 up = self.link.tend() => if up { self.heartbeat().await },
                 _ = beat.tick() => self.heartbeat().await,
@@ -84,7 +95,8 @@ impl Task {
         }
     }
 
-    /// Handles one batch; returns the reply of a `Close` if one came.
+    /// Handles one batch (its writes wait for the commit window); returns the reply of a `Close` if one
+    /// came.
     async fn batch(
         &mut self,
         first: Command,
@@ -104,7 +116,6 @@ impl Task {
                 }
             }
         }
-        self.flush().await;
         None
     }
 
@@ -234,6 +245,14 @@ impl Task {
         if let Err(e) = nodes::leave(&conn.client, &self.node).await {
             tracing::warn!(error = %e, "store: could not clear this node's online flags");
         }
+    }
+}
+
+/// Waits until `at`, or for ever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -27,12 +27,9 @@ pub fn start(dir: &Path) -> Result<mpsc::Sender<Command>, StoreError> {
     Ok(queue)
 }
 
-/// How long a write may wait for later ones to share its commit. Each commit of this database is
-/// several fsyncs (`synchronous = FULL`, a rollback journal made and removed), and a busy proxy records
-/// a sighting for every page it serves: committing each batch as it came cost more CPU than rewriting
-/// the pages (`docs/PERFORMANCE.md`). Queries and `Close` still commit first, so nothing a caller can
-/// read waits; a crash loses at most this much of the newest metadata.
-const COMMIT_WINDOW: Duration = Duration::from_millis(100);
+/// See [`command::COMMIT_WINDOW`]; here each commit is several fsyncs (`synchronous = FULL`, a rollback
+/// journal made and removed).
+const COMMIT_WINDOW: Duration = command::COMMIT_WINDOW;
 
 /// The thread's body: runs until the queue closes or a `Close` arrives.
 fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
