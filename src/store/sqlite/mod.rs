@@ -8,10 +8,11 @@ mod events;
 mod visitors;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::command::{self, Command, Query, Swept, Write};
 use super::{StoreError, QUEUE};
@@ -20,48 +21,37 @@ use super::{StoreError, QUEUE};
 pub fn start(dir: &Path) -> Result<mpsc::Sender<Command>, StoreError> {
     let conn = db::open(dir)?;
     let (queue, commands) = mpsc::channel(QUEUE);
+    // The thread's own runtime, for the queue and the commit window's timer; SQLite itself stays
+    // synchronous, and this thread is the only one that waits on it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(StoreError::Thread)?;
     std::thread::Builder::new()
         .name("cobrowse-store".into())
-        .spawn(move || run(conn, commands))
+        .spawn(move || runtime.block_on(run(conn, commands)))
         .map_err(StoreError::Thread)?;
     Ok(queue)
 }
 
-/// See [`command::COMMIT_WINDOW`]; here each commit is several fsyncs (`synchronous = FULL`, a rollback
+/// The thread's body: runs until the queue closes or a `Close` arrives. Writes wait up to
+/// [`command::COMMIT_WINDOW`] to share a commit (here several fsyncs: `synchronous = FULL`, a rollback
 /// journal made and removed).
-const COMMIT_WINDOW: Duration = command::COMMIT_WINDOW;
-
-/// The thread's body: runs until the queue closes or a `Close` arrives.
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
-    // Only for the commit window's timer: the queue is tokio's, and so is its timeout.
-    let timer = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(timer) => timer,
-        Err(e) => {
-            tracing::error!(error = %e, "store: no timer; writes are committed one batch at a time");
-            return run_unbatched(conn, queue);
-        }
-    };
+async fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
     let mut writes = Vec::new();
-    let mut oldest: Option<Instant> = None;
+    // When the oldest pending write must be committed.
+    let mut commit_at: Option<Instant> = None;
     loop {
-        let next = match oldest {
-            None => timer.block_on(queue.recv()),
-            Some(since) => {
-                let left = COMMIT_WINDOW.saturating_sub(since.elapsed());
-                // The timer must be made inside the runtime, so in the future, not before it.
-                let wait = async { tokio::time::timeout(left, queue.recv()).await };
-                match timer.block_on(wait) {
-                    Ok(next) => next,
-                    Err(_) => {
-                        flush(&mut conn, &mut writes);
-                        oldest = None;
-                        continue;
-                    }
+        let next = match commit_at {
+            None => queue.recv().await,
+            Some(at) => match tokio::time::timeout_at(at, queue.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    flush(&mut conn, &mut writes);
+                    commit_at = None;
+                    continue;
                 }
-            }
+            },
         };
         let Some(first) = next else {
             flush(&mut conn, &mut writes);
@@ -70,25 +60,12 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
         for command in command::batch(first, &mut queue) {
             match handle(&mut conn, &mut writes, command) {
                 Handled::Pending => {
-                    oldest.get_or_insert_with(Instant::now);
+                    commit_at.get_or_insert_with(|| Instant::now() + command::COMMIT_WINDOW);
                 }
-                Handled::Flushed => oldest = None,
+                Handled::Flushed => commit_at = None,
                 Handled::Closed(done) => return close(conn, done),
             }
         }
-    }
-}
-
-/// [`run`] without a commit window: every batch is committed as it was taken off the queue.
-fn run_unbatched(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
-    let mut writes = Vec::new();
-    while let Some(first) = queue.blocking_recv() {
-        for command in command::batch(first, &mut queue) {
-            if let Handled::Closed(done) = handle(&mut conn, &mut writes, command) {
-                return close(conn, done);
-            }
-        }
-        flush(&mut conn, &mut writes);
     }
 }
 
