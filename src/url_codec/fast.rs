@@ -6,6 +6,7 @@
 //! and takes the full parse, so the answer is the same either way (`tests.rs` compares both).
 
 use super::ProxyMap;
+use crate::byte_set::byte_set;
 
 impl ProxyMap {
     /// `Some(answer)` when `reference` is a canonical absolute http(s) URL (`answer` is what
@@ -84,22 +85,8 @@ fn is_plain_label(label: &[u8]) -> bool {
 
 /// The bytes [`is_canonical_tail`] lets through: nothing the URL parser would percent-encode in a
 /// path, query or fragment, no backslash, no `'` (special-scheme queries encode it).
-const TAIL_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric();
-        b += 1;
-    }
-    let extra = b"-._~!$&()*+,;=:@/%?#";
-    let mut i = 0;
-    while i < extra.len() {
-        table[extra[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
+const TAIL_BYTES: [bool; 256] =
+    byte_set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&()*+,;=:@/%?#");
 
 /// Path, query and fragment made only of bytes no part of the URL parser changes, with no dot segments.
 fn is_canonical_tail(tail: &str) -> bool {

@@ -14,6 +14,7 @@ use lol_html::send::SendHandlerTypes;
 
 use super::raw::RawInput;
 use super::{escape_attribute, lock, Doc, ScriptKind, Shared};
+use crate::byte_set::byte_set;
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
 use crate::url_codec::needs_resolving_bytes;
@@ -170,16 +171,7 @@ fn tag_may_need_work(tag: &[u8]) -> bool {
 
 /// The bytes [`tag_may_need_work`] stops at: a table lookup per byte, then a closer look at the few.
 /// `l`, `i` and `p` begin the words of [`js::WORDS`] (a test keeps the two in step).
-const SCAN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let stops = b"&\\:(\t\n\r/lip";
-    let mut i = 0;
-    while i < stops.len() {
-        table[stops[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
+const SCAN_BYTES: [bool; 256] = byte_set(b"&\\:(\t\n\r/lip");
 
 /// An attribute that needs rewriting, read out before the element is changed.
 struct Pending {
