@@ -64,8 +64,13 @@ fn ours(page: &[u8], url: &Url, scripts: &Arc<ScriptCache>) -> usize {
 
 #[inline(never)] // a frame of its own, for profiles
 fn passthrough(page: &[u8]) -> usize {
+    drive(Settings::new(), page)
+}
+
+/// One page through lol_html with `settings`, in the chunks the proxy's body stream uses; the bytes out.
+fn drive(settings: Settings<'_, '_>, page: &[u8]) -> usize {
     let mut n = 0;
-    let mut r = HtmlRewriter::new(Settings::new(), |c: &[u8]| n += c.len());
+    let mut r = HtmlRewriter::new(settings, |c: &[u8]| n += c.len());
     for chunk in page.chunks(CHUNK) {
         r.write(chunk).unwrap();
     }
@@ -77,36 +82,23 @@ fn passthrough(page: &[u8]) -> usize {
 /// start tag, as ours does.
 #[inline(never)] // a frame of its own, for profiles
 fn star_noop(page: &[u8]) -> usize {
-    let mut n = 0;
     let settings = Settings::new().append_element_content_handler(element!("*", |_el| Ok(())));
-    let mut r = HtmlRewriter::new(settings, |c: &[u8]| n += c.len());
-    for chunk in page.chunks(CHUNK) {
-        r.write(chunk).unwrap();
-    }
-    r.end().unwrap();
-    n
+    drive(settings, page)
 }
 
 /// lol_html with one attribute selector that matches nothing: what reading every tag's attributes
 /// costs, before any handler runs (about the same as the `*` floor: the lexing is the cost).
 #[inline(never)] // a frame of its own, for profiles
 fn attr_selector_noop(page: &[u8]) -> usize {
-    let mut n = 0;
     let settings =
         Settings::new().append_element_content_handler(element!("[data-never-set]", |_el| Ok(())));
-    let mut r = HtmlRewriter::new(settings, |c: &[u8]| n += c.len());
-    for chunk in page.chunks(CHUNK) {
-        r.write(chunk).unwrap();
-    }
-    r.end().unwrap();
-    n
+    drive(settings, page)
 }
 
 /// The baseline the issue measured: every URL attribute prefixed, a script injected into <head>; with
 /// `resolve`, each URL is also resolved against the page URL first.
 #[inline(never)] // a frame of its own, for profiles
 fn naive(page: &[u8], base: &Url, resolve: bool) -> usize {
-    let mut n = 0;
     let mut settings = Settings::new().append_element_content_handler(element!("head", |el| {
         el.prepend("<script src=\"/agent.js\"></script>", ContentType::Html);
         Ok(())
@@ -126,12 +118,7 @@ fn naive(page: &[u8], base: &Url, resolve: bool) -> usize {
                 Ok(())
             }));
     }
-    let mut r = HtmlRewriter::new(settings, |c: &[u8]| n += c.len());
-    for chunk in page.chunks(CHUNK) {
-        r.write(chunk).unwrap();
-    }
-    r.end().unwrap();
-    n
+    drive(settings, page)
 }
 
 fn html(c: &mut Criterion) {
