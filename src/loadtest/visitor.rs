@@ -89,10 +89,13 @@ async fn fetch(
     let sender = ready(target, slot).await?;
     let req = target.request(host, path, unique)?;
     let started = Instant::now();
+    // Only a page whose assets are to be loaded is kept; anything else is counted as it arrives, as a
+    // browser's cache-less load would not copy it whole (and the generator shares the proxy's cores).
+    let keep = page && target.assets;
     let exchange = async {
         let res = sender.send_request(req).await?;
         let status = res.status();
-        let body = res.into_body().collect().await?.to_bytes();
+        let body = read_body(res.into_body(), keep).await?;
         Ok::<_, LoadError>((status, body))
     };
     let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await;
@@ -110,8 +113,35 @@ async fn fetch(
     if !status.is_success() {
         return Err(LoadError::Status(status.as_u16(), path.to_owned()));
     }
-    stats.response(started.elapsed(), body.len(), page);
-    Ok(body)
+    stats.response(started.elapsed(), body.len, page);
+    Ok(body.kept)
+}
+
+/// A response body read to its end: its length, and its bytes when asked to keep them.
+struct ReadBody {
+    len: usize,
+    kept: bytes::Bytes,
+}
+
+async fn read_body(body: hyper::body::Incoming, keep: bool) -> Result<ReadBody, LoadError> {
+    if keep {
+        let kept = body.collect().await?.to_bytes();
+        return Ok(ReadBody {
+            len: kept.len(),
+            kept,
+        });
+    }
+    let mut body = body;
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            len += data.len();
+        }
+    }
+    Ok(ReadBody {
+        len,
+        kept: bytes::Bytes::new(),
+    })
 }
 
 /// The slot's connection once it can take a request; a closed one is replaced.
