@@ -119,7 +119,7 @@ struct LoadtestArgs {
     /// Unmeasured seconds before each side (connections made, caches filled).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// page, rewrite, forward, forward-tls, cache-cold, cache-warm or all (comma-separated).
+    /// page, cache-hit, rewrite, forward, forward-tls, cache-cold, cache-warm or all (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     variant: Vec<String>,
     /// Also measure the proxy's memory (a proxy process of its own): idle, idle connections, streaming.

@@ -49,11 +49,15 @@ pub enum Variant {
     /// The rewriting proxy serving only the 100 KB page, each visitor one connection loading it back to
     /// back: the measure of the pages/s and added-latency targets, and of the peers it compares.
     Page,
+    /// The rewriting proxy serving one cacheable 4 KiB image alone, back to back after a warm-up: every
+    /// request a cache hit, against the origin serving it from memory (the cache-hit target).
+    CacheHit,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Page,
+        Variant::CacheHit,
         Variant::Rewrite,
         Variant::Forward,
         Variant::ForwardTls,
@@ -69,6 +73,15 @@ impl Variant {
             Variant::CacheCold => "cache-cold",
             Variant::CacheWarm => "cache-warm",
             Variant::Page => "page",
+            Variant::CacheHit => "cache-hit",
+        }
+    }
+
+    /// What each visitor loads first (and, for `page` and `cache-hit`, only).
+    fn path(self) -> &'static str {
+        match self {
+            Variant::CacheHit => "/img/p0.png",
+            _ => "/",
         }
     }
 }
@@ -79,7 +92,7 @@ impl FromStr for Variant {
         Variant::ALL
             .into_iter()
             .find(|v| v.name() == s)
-            .ok_or_else(|| format!("unknown variant {s:?} (page, rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
+            .ok_or_else(|| format!("unknown variant {s:?} (page, cache-hit, rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
     }
 }
 
@@ -148,19 +161,19 @@ async fn run_variant(
     options: &Options,
 ) -> Result<VariantReport, LoadError> {
     let (proxied, direct) = targets(stack, variant).await?;
-    let proxied = side(Arc::new(proxied), options).await?;
-    let direct = side(Arc::new(direct), options).await?;
+    let proxied = side(Arc::new(proxied), variant.path(), options).await?;
+    let direct = side(Arc::new(direct), variant.path(), options).await?;
     Ok(VariantReport::new(variant, proxied, direct))
 }
 
 /// The proxied and the direct target of a variant.
 async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), LoadError> {
     let site = match variant {
-        Variant::CacheCold | Variant::CacheWarm => CACHED_SITE,
+        Variant::CacheCold | Variant::CacheWarm | Variant::CacheHit => CACHED_SITE,
         _ => SITE,
     };
     let bust = variant == Variant::CacheCold;
-    let assets = variant != Variant::Page;
+    let assets = !matches!(variant, Variant::Page | Variant::CacheHit);
     let plain = |addr, host: String, via, also| Target {
         addr,
         host,
@@ -175,7 +188,11 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
     };
     let direct = plain(stack.origin.addr, site.to_owned(), direct_via, Vec::new());
     let proxied = match variant {
-        Variant::Page | Variant::Rewrite | Variant::CacheCold | Variant::CacheWarm => {
+        Variant::Page
+        | Variant::CacheHit
+        | Variant::Rewrite
+        | Variant::CacheCold
+        | Variant::CacheWarm => {
             let host = stack.proxy_host(&format!("http://{site}/")).await?;
             let public = stack::authority(
                 &url::Url::parse(&stack.public.origin())
@@ -193,16 +210,17 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
 }
 
 /// A warm-up, then `options.visitors` visitors for `options.duration`.
-async fn side(target: Arc<Target>, options: &Options) -> Result<RunStats, LoadError> {
+async fn side(target: Arc<Target>, path: &str, options: &Options) -> Result<RunStats, LoadError> {
     if !options.warmup.is_zero() {
-        let _ = load(&target, options.visitors, options.warmup).await?;
+        let _ = load(&target, path, options.visitors, options.warmup).await?;
     }
-    let (stats, elapsed) = load(&target, options.visitors, options.duration).await?;
+    let (stats, elapsed) = load(&target, path, options.visitors, options.duration).await?;
     Ok(stats.summary(elapsed))
 }
 
 async fn load(
     target: &Arc<Target>,
+    path: &str,
     visitors: usize,
     duration: Duration,
 ) -> Result<(Arc<stats::Stats>, Duration), LoadError> {
@@ -213,7 +231,7 @@ async fn load(
     for id in 0..visitors {
         tasks.spawn(visitor::run(
             target.clone(),
-            "/".to_owned(),
+            path.to_owned(),
             deadline,
             stats.clone(),
             id as u64,
