@@ -123,7 +123,7 @@ struct ReadBody {
     kept: bytes::Bytes,
 }
 
-async fn read_body(body: hyper::body::Incoming, keep: bool) -> Result<ReadBody, LoadError> {
+async fn read_body(mut body: hyper::body::Incoming, keep: bool) -> Result<ReadBody, LoadError> {
     if keep {
         let kept = body.collect().await?.to_bytes();
         return Ok(ReadBody {
@@ -131,7 +131,6 @@ async fn read_body(body: hyper::body::Incoming, keep: bool) -> Result<ReadBody, 
             kept,
         });
     }
-    let mut body = body;
     let mut len = 0;
     while let Some(frame) = body.frame().await {
         if let Some(data) = frame?.data_ref() {
