@@ -45,7 +45,11 @@ fn ours(page: &[u8], url: &Url, scripts: &Arc<ScriptCache>) -> usize {
             nonce: "nonce".into(),
             origin: "http://localhost:8080".into(),
         },
-        encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+        // As the fixture origin serves the corpus pages: `text/html; charset=utf-8`.
+        charset: cobrowse_proxy::rewrite::Charset {
+            encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+            declared: true,
+        },
         memory_limit: 16 << 20,
         inline_limit: 4 << 20,
         scripts: scripts.clone(),

@@ -274,7 +274,7 @@ async fn response_body(
 fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dyn Transform>> {
     let limits = &shared.config.limits;
     let Some(map) = ex.map else {
-        let Kind::Html(encoding) = kind else {
+        let Kind::Html(charset) = kind else {
             return None;
         };
         return Some(Box::new(rewrite::inject::transform(
@@ -283,14 +283,14 @@ fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dy
                 target: ex.target.clone(),
                 agent_tag: crate::agent::forward_script_tag(&ex.agent.origin, &ex.agent.nonce),
                 agent: ex.agent,
-                encoding,
+                charset,
                 memory_limit: limits.html_memory,
             },
         )));
     };
     let transform: Box<dyn Transform> = match kind {
         Kind::Pass => return None,
-        Kind::Html(encoding) => Box::new(html::HtmlTransform::new(html::HtmlContext {
+        Kind::Html(charset) => Box::new(html::HtmlTransform::new(html::HtmlContext {
             map: map.clone(),
             url: ex.url.clone(),
             target: ex.target.clone(),
@@ -303,7 +303,7 @@ fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dy
                 &ex.agent.nonce,
             ),
             agent: ex.agent,
-            encoding,
+            charset,
             memory_limit: limits.html_memory,
             inline_limit: limits.inline_buffer,
             scripts: shared.scripts.clone(),

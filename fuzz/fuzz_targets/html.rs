@@ -20,7 +20,11 @@ fn run(parts: &[&[u8]]) -> Vec<u8> {
             nonce: "n".into(),
             origin: "http://localhost:8080".into(),
         },
-        encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("utf-8"),
+        // Undeclared, so `<meta charset>` may switch the encoding mid-document, as it does for such pages.
+        charset: cobrowse_proxy::rewrite::Charset {
+            encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("utf-8"),
+            declared: false,
+        },
         memory_limit: 1 << 20,
         inline_limit: 64 << 10,
         scripts: std::sync::Arc::new(cobrowse_proxy::rewrite::script::ScriptCache::new(1 << 20)),

@@ -7,16 +7,16 @@
 //! `needs_resolving` on the raw value and moves on. Only values naming another origin are entity-decoded,
 //! resolved and rewritten.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::send::{HtmlRewriter, Settings};
-use lol_html::{element, end, text, AsciiCompatibleEncoding, MemorySettings};
+use lol_html::{element, end, text, MemorySettings};
 use url::Url;
 
 use super::css::rewrite_css_str;
 use super::script::ScriptCache;
-use super::{RewriteError, Transform};
+use super::{Charset, RewriteError, Transform};
 use crate::headers::{csp, refresh};
 use crate::url_codec::{ProxyMap, TargetOrigin};
 
@@ -29,7 +29,7 @@ pub struct HtmlContext {
     /// The agent `<script>` tag, injected once.
     pub agent_tag: String,
     pub agent: csp::AgentSources,
-    pub encoding: AsciiCompatibleEncoding,
+    pub charset: Charset,
     pub memory_limit: usize,
     /// Cap on one `<style>`, script or import map held for rewriting; larger ones pass as they are.
     pub inline_limit: usize,
@@ -37,7 +37,7 @@ pub struct HtmlContext {
     pub scripts: Arc<ScriptCache>,
 }
 
-/// Per-document state the handlers share. Handlers run one at a time, so the lock is never contended.
+/// Per-document state the handlers share, lent to the thread while lol_html runs them (`scope.rs`).
 struct Doc {
     map: ProxyMap,
     url: Url,
@@ -57,35 +57,12 @@ struct Doc {
     input: raw::RawInput,
 }
 
-type Shared = Arc<Mutex<Doc>>;
-
-fn lock(doc: &Shared) -> MutexGuard<'_, Doc> {
-    // A panic cannot happen inside a handler holding the lock; recover the data regardless.
-    doc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The rewriter, behind the [`Transform`] interface the body pipeline drives.
 pub struct HtmlTransform {
-    rewriter: Option<HtmlRewriter<'static, Sink>>,
-    output: Arc<Mutex<Vec<u8>>>,
-    /// The full rewrite's state, which is handed each input chunk (see `raw.rs`); `None` for the
-    /// injection-only rewrite.
-    doc: Option<Shared>,
-}
-
-pub struct Sink(Arc<Mutex<Vec<u8>>>);
-
-/// The most output buffer a rewriter starts each chunk with: the size chunks usually come in; a larger
-/// one (one big write) is not kept for the rest of the document.
-const OUTPUT_CAPACITY_MAX: usize = 64 << 10;
-
-impl lol_html::OutputSink for Sink {
-    fn handle_chunk(&mut self, chunk: &[u8]) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(chunk);
-    }
+    rewriter: Option<HtmlRewriter<'static, scope::Sink>>,
+    /// The full rewrite's state, which is handed each input chunk (see `raw.rs`) and lent to the handlers
+    /// during each call (`scope.rs`); `None` for the injection-only rewrite.
+    doc: Option<Box<Doc>>,
 }
 
 impl HtmlTransform {
@@ -97,43 +74,28 @@ impl HtmlTransform {
     }
 
     pub(super) fn with_settings(settings: Settings<'static, 'static>) -> HtmlTransform {
-        let output = Arc::new(Mutex::new(Vec::with_capacity(16 << 10)));
-        let rewriter = HtmlRewriter::new(settings, Sink(output.clone()));
         HtmlTransform {
-            rewriter: Some(rewriter),
-            output,
+            rewriter: Some(HtmlRewriter::new(settings, scope::Sink)),
             doc: None,
-        }
-    }
-
-    /// Moves what lol_html wrote into `out`: the buffer itself when `out` is empty (as the body stream
-    /// hands it), so a rewritten page is not copied once more on its way out.
-    fn drain(&self, out: &mut Vec<u8>) {
-        let mut buffered = self.output.lock().unwrap_or_else(|p| p.into_inner());
-        if out.is_empty() {
-            let capacity = buffered.capacity().min(OUTPUT_CAPACITY_MAX);
-            *out = std::mem::replace(&mut *buffered, Vec::with_capacity(capacity));
-        } else {
-            out.append(&mut buffered);
         }
     }
 }
 
 impl Transform for HtmlTransform {
     fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        let result = match self.rewriter.as_mut() {
-            Some(r) => {
-                if let Some(doc) = &self.doc {
-                    lock(doc).input.push(chunk);
-                }
-                r.write(chunk)
-            }
-            None => {
-                out.extend_from_slice(chunk);
-                return Ok(());
-            }
+        let Some(rewriter) = self.rewriter.as_mut() else {
+            out.extend_from_slice(chunk);
+            return Ok(());
         };
-        self.drain(out);
+        if let Some(doc) = self.doc.as_mut() {
+            doc.input.push(chunk);
+        }
+        // A rewritten page is a little longer than the original: one allocation, not a doubling series.
+        out.reserve(chunk.len() + chunk.len() / 8);
+        let result = {
+            let _lent = scope::lend(out, &mut self.doc);
+            rewriter.write(chunk)
+        };
         result.map_err(|e| {
             // With graceful bail-out the rewriter already flushed the unprocessed input as it was.
             self.rewriter = None;
@@ -142,19 +104,20 @@ impl Transform for HtmlTransform {
     }
 
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        let result = match self.rewriter.take() {
-            Some(r) => r.end(),
-            None => Ok(()),
+        let Some(rewriter) = self.rewriter.take() else {
+            return Ok(());
         };
-        self.drain(out);
-        result.map_err(|e| RewriteError::Html(e.to_string()))
+        let _lent = scope::lend(out, &mut self.doc);
+        rewriter
+            .end()
+            .map_err(|e| RewriteError::Html(e.to_string()))
     }
 }
 
-fn settings(ctx: HtmlContext) -> (Settings<'static, 'static>, Shared) {
+fn settings(ctx: HtmlContext) -> (Settings<'static, 'static>, Box<Doc>) {
     let agent_tag: Arc<str> = ctx.agent_tag.into();
     let agent_tag_end = agent_tag.clone();
-    let doc: Shared = Arc::new(Mutex::new(Doc {
+    let doc = Box::new(Doc {
         map: ctx.map,
         base: ctx.url.clone(),
         url: ctx.url,
@@ -168,37 +131,33 @@ fn settings(ctx: HtmlContext) -> (Settings<'static, 'static>, Shared) {
         script: ScriptKind::Other,
         scripts: ctx.scripts,
         input: raw::RawInput::default(),
-    }));
-    let mut settings = base_settings(ctx.encoding, ctx.memory_limit);
-    let (d_el, d_end) = (doc.clone(), doc.clone());
-    settings = settings
+    });
+    let settings = base_settings(ctx.charset, ctx.memory_limit)
         // The only element selector: see `element.rs` for why one catch-all beats one selector per attribute.
         .append_element_content_handler(element!("*", move |el| {
-            element::on_element(el, &d_el, &agent_tag);
+            scope::with_doc(|doc| element::on_element(el, doc, &agent_tag));
             Ok(())
         }))
         .append_document_content_handler(end!(move |end| {
-            if !lock(&d_end).injected {
+            if scope::with_doc(|doc| !doc.injected).unwrap_or(false) {
                 end.append(&agent_tag_end, ContentType::Html);
             }
             Ok(())
         }));
-    (add_inline_text(settings, &doc), doc)
+    (add_inline_text(settings), doc)
 }
 
-/// What every document rewrite starts from: its encoding, a memory cap, and bail-out to passthrough
-/// (the rest of the document unchanged) rather than a broken page.
-pub(super) fn base_settings(
-    encoding: AsciiCompatibleEncoding,
-    memory_limit: usize,
-) -> Settings<'static, 'static> {
+/// What every document rewrite starts from: its encoding (which a `<meta charset>` may change only when
+/// the header did not declare one), a memory cap, and bail-out to passthrough (the rest of the document
+/// unchanged) rather than a broken page.
+pub(super) fn base_settings(charset: Charset, memory_limit: usize) -> Settings<'static, 'static> {
     let memory = MemorySettings::new()
         .with_max_allowed_memory_usage(memory_limit)
         .with_graceful_bail_out_on_memory_limit_exceeded(true);
     Settings::new_send()
-        .with_encoding(encoding)
+        .with_encoding(charset.encoding)
         .with_memory_settings(memory)
-        .with_adjust_charset_on_meta_tag(true)
+        .with_adjust_charset_on_meta_tag(!charset.declared)
         .with_strict(false)
         .with_graceful_bail_out_on_content_handler_error(true)
 }
@@ -233,33 +192,30 @@ fn place_agent_at(
 }
 
 /// Raw text of `<style>` and `<script>`: gathered whole, then rewritten as CSS, JavaScript or an import map.
-fn add_inline_text(
-    settings: Settings<'static, 'static>,
-    doc: &Shared,
-) -> Settings<'static, 'static> {
-    let (d_style, d_script) = (doc.clone(), doc.clone());
+fn add_inline_text(settings: Settings<'static, 'static>) -> Settings<'static, 'static> {
     settings
-        .append_element_content_handler(text!("style", move |chunk| {
-            rewrite_inline_text(chunk, &d_style, |doc, text| {
-                match rewrite_css_str(&doc.map, &doc.base, text) {
-                    std::borrow::Cow::Owned(s) => Some(s),
-                    std::borrow::Cow::Borrowed(_) => None,
-                }
+        .append_element_content_handler(text!("style", |chunk| {
+            scope::with_doc(|doc| {
+                rewrite_inline_text(chunk, doc, |doc, text| {
+                    match rewrite_css_str(&doc.map, &doc.base, text) {
+                        std::borrow::Cow::Owned(s) => Some(s),
+                        std::borrow::Cow::Borrowed(_) => None,
+                    }
+                })
             });
             Ok(())
         }))
-        .append_element_content_handler(text!("script", move |chunk| {
-            // Set by the element handler, which runs on the start tag before any of its text.
-            let kind = lock(&d_script).script;
-            match kind {
-                ScriptKind::JavaScript => rewrite_inline_text(chunk, &d_script, |doc, text| {
+        .append_element_content_handler(text!("script", |chunk| {
+            // The kind was set by the element handler, which runs on the start tag before any of its text.
+            scope::with_doc(|doc| match doc.script {
+                ScriptKind::JavaScript => rewrite_inline_text(chunk, doc, |doc, text| {
                     doc.scripts.rewrite(text).map(|s| s.to_string())
                 }),
-                ScriptKind::ImportMap => rewrite_inline_text(chunk, &d_script, |doc, text| {
+                ScriptKind::ImportMap => rewrite_inline_text(chunk, doc, |doc, text| {
                     super::importmap::rewrite(text, &doc.map, &doc.base)
                 }),
                 ScriptKind::Other => {}
-            }
+            });
             Ok(())
         }))
 }
@@ -289,7 +245,7 @@ impl ScriptKind {
 fn rewrite_attribute(
     el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
     attr: &str,
-    doc: &Shared,
+    doc: &Doc,
     f: impl FnOnce(&Doc, &str) -> Option<String>,
 ) {
     let Some(raw) = el.get_attribute(attr) else {
@@ -301,8 +257,7 @@ fn rewrite_attribute(
     } else {
         std::borrow::Cow::Borrowed(raw.as_str())
     };
-    let d = lock(doc);
-    if let Some(new) = f(&d, &decoded) {
+    if let Some(new) = f(doc, &decoded) {
         let _ = el.set_attribute(attr, &escape_attribute(&new));
     }
 }
@@ -334,8 +289,7 @@ fn escape_attribute(value: &str) -> std::borrow::Cow<'_, str> {
 
 /// The first `<base href>` sets what later relative URLs resolve against (the attribute itself was
 /// already rewritten by the generic handler, so the original is recovered from the proxy URL).
-fn set_base(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
-    let mut d = lock(doc);
+fn set_base(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, d: &mut Doc) {
     if d.base_seen {
         return;
     }
@@ -353,7 +307,7 @@ fn set_base(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Sh
     }
 }
 
-fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Shared) {
+fn rewrite_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, doc: &Doc) {
     let Some(equiv) = el.get_attribute("http-equiv") else {
         return;
     };
@@ -415,10 +369,9 @@ fn drop_integrity(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
 /// Gathers a raw-text element's text (lol_html hands it over in arbitrary pieces), then rewrites it whole.
 fn rewrite_inline_text(
     chunk: &mut TextChunk,
-    doc: &Shared,
+    d: &mut Doc,
     f: impl FnOnce(&Doc, &str) -> Option<String>,
 ) {
-    let mut d = lock(doc);
     if d.inline_overflow {
         if chunk.last_in_text_node() {
             d.inline_overflow = false;
@@ -438,12 +391,13 @@ fn rewrite_inline_text(
         return;
     }
     let text = std::mem::take(&mut d.inline);
-    let new = f(&d, &text).unwrap_or(text);
+    let new = f(d, &text).unwrap_or(text);
     chunk.replace(&new, ContentType::Html);
 }
 
 mod element;
 mod raw;
+mod scope;
 
 #[cfg(test)]
 mod tests;

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use lol_html::html_content::ContentType;
-use lol_html::{element, end, AsciiCompatibleEncoding};
+use lol_html::{element, end};
 use url::Url;
 
 use super::html::{base_settings, place_agent, HtmlTransform};
+use super::Charset;
 use crate::headers::csp;
 use crate::url_codec::TargetOrigin;
 
@@ -19,7 +20,7 @@ pub struct InjectContext {
     pub target: TargetOrigin,
     pub agent_tag: String,
     pub agent: csp::AgentSources,
-    pub encoding: AsciiCompatibleEncoding,
+    pub charset: Charset,
     pub memory_limit: usize,
 }
 
@@ -28,7 +29,7 @@ pub fn transform(ctx: InjectContext) -> HtmlTransform {
     let injected = Arc::new(AtomicBool::new(false));
     let (tag_el, done_el) = (tag.clone(), injected.clone());
     let policy = Arc::new((ctx.target, ctx.url, ctx.agent));
-    let settings = base_settings(ctx.encoding, ctx.memory_limit)
+    let settings = base_settings(ctx.charset, ctx.memory_limit)
         .append_element_content_handler(element!("*", move |el| {
             if !done_el.load(Ordering::Relaxed) && place_agent(el, &tag_el) {
                 done_el.store(true, Ordering::Relaxed);
@@ -72,7 +73,10 @@ mod tests {
                 nonce: "N".into(),
                 origin: "https://www.shop.test".into(),
             },
-            encoding: AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+            charset: Charset {
+                encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+                declared: false,
+            },
             memory_limit: 1 << 20,
         });
         let mut out = Vec::new();

@@ -42,7 +42,7 @@ pub trait Transform: Send {
 /// What a response body is, for the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Html(AsciiCompatibleEncoding),
+    Html(Charset),
     Css,
     /// A script (`worker`: a worker's script, classic or module, which gets the runtime in front).
     Script {
@@ -73,6 +73,16 @@ impl Plan {
             },
         }
     }
+}
+
+/// How an HTML body's bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charset {
+    pub encoding: AsciiCompatibleEncoding,
+    /// The Content-Type header named this (supported) encoding. The browser then reads the page in it
+    /// whatever a `<meta charset>` says (HTML §13.2.3.1, confidence "certain"), and so must we: reading
+    /// the rest of the page in another encoding than the browser would be a parsing differential.
+    pub declared: bool,
 }
 
 /// What the browser will do with a response, from the request's `Sec-Fetch-Dest` and `Sec-Fetch-Mode`.
@@ -131,8 +141,8 @@ pub fn plan(method: &Method, status: StatusCode, headers: &HeaderMap, dest: Dest
         essence
     };
     let kind = match essence.as_str() {
-        "text/html" | "application/xhtml+xml" => match html_encoding(charset) {
-            Some(enc) => Kind::Html(enc),
+        "text/html" | "application/xhtml+xml" => match html_charset(charset) {
+            Some(charset) => Kind::Html(charset),
             None => Kind::Pass,
         },
         "text/css" => Kind::Css,
@@ -160,16 +170,16 @@ fn parse_content_type(value: &str) -> (String, Option<&str>) {
     (essence, charset)
 }
 
-/// The declared charset when lol_html can parse it (every ASCII-compatible one); UTF-8 when none is
-/// declared (a `<meta charset>` then switches it); `None` for UTF-16 and the like, which pass through.
-fn html_encoding(charset: Option<&str>) -> Option<AsciiCompatibleEncoding> {
-    let encoding = match charset {
-        Some(label) => {
-            encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8)
-        }
-        None => encoding_rs::UTF_8,
-    };
-    AsciiCompatibleEncoding::new(encoding)
+/// The declared charset when lol_html can parse it (every ASCII-compatible one); UTF-8 when none or an
+/// unknown one is declared (a `<meta charset>` then switches it); `None` for UTF-16 and the like, which
+/// pass through.
+fn html_charset(label: Option<&str>) -> Option<Charset> {
+    let declared = label.and_then(|l| encoding_rs::Encoding::for_label(l.as_bytes()));
+    let encoding = AsciiCompatibleEncoding::new(declared.unwrap_or(encoding_rs::UTF_8))?;
+    Some(Charset {
+        encoding,
+        declared: declared.is_some(),
+    })
 }
 
 /// Drives a [`Transform`] over a stream of decoded chunks. A transform that fails mid-way leaves the rest
@@ -269,7 +279,18 @@ mod tests {
         let shift_jis = plan_for("text/html; charset=\"Shift_JIS\"", None);
         assert_eq!(
             shift_jis.kind,
-            Kind::Html(AsciiCompatibleEncoding::new(encoding_rs::SHIFT_JIS).unwrap())
+            Kind::Html(Charset {
+                encoding: AsciiCompatibleEncoding::new(encoding_rs::SHIFT_JIS).unwrap(),
+                declared: true,
+            })
+        );
+        let unknown = plan_for("text/html; charset=x-no-such-thing", None);
+        assert_eq!(
+            unknown.kind,
+            Kind::Html(Charset {
+                encoding: AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+                declared: false,
+            })
         );
     }
 

@@ -13,7 +13,7 @@ use lol_html::html_content::Element;
 use lol_html::send::SendHandlerTypes;
 
 use super::raw::RawInput;
-use super::{escape_attribute, lock, Doc, ScriptKind, Shared};
+use super::{escape_attribute, Doc, ScriptKind};
 use crate::byte_set::byte_set;
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
@@ -183,33 +183,29 @@ struct Pending {
 /// The `*` handler: agent injection, every URL-bearing attribute, then the elements with a job of their
 /// own (`<base>`, `<meta http-equiv>`, `integrity`, the kind of a `<script>`), in that order, so `<base>`
 /// sees its own `href` already rewritten as the separate handlers did.
-pub(super) fn on_element(el: &mut El<'_, '_>, doc: &Shared, agent_tag: &str) {
-    let tag;
-    {
-        let mut d = lock(doc);
-        tag = Tag::of_element(el, &d.input);
-        let written = d.input.get(el.source_location().bytes());
-        let pending = if written.is_some_and(|t| !tag_may_need_work(t)) {
-            debug_assert!(pending_attributes(el, tag, &d.input).is_empty());
-            Vec::new()
-        } else {
-            pending_attributes(el, tag, &d.input)
+pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
+    let tag = Tag::of_element(el, &d.input);
+    let written = d.input.get(el.source_location().bytes());
+    let pending = if written.is_some_and(|t| !tag_may_need_work(t)) {
+        debug_assert!(pending_attributes(el, tag, &d.input).is_empty());
+        Vec::new()
+    } else {
+        pending_attributes(el, tag, &d.input)
+    };
+    if !d.injected {
+        d.injected = match tag {
+            Tag::Html => false,
+            Tag::Head => super::place_agent_at(el, "head", agent_tag),
+            _ => super::place_agent_at(el, "", agent_tag),
         };
-        if !d.injected {
-            d.injected = match tag {
-                Tag::Html => false,
-                Tag::Head => super::place_agent_at(el, "head", agent_tag),
-                _ => super::place_agent_at(el, "", agent_tag),
-            };
-        }
-        for p in pending {
-            apply(el, &d, p);
-        }
+    }
+    for p in pending {
+        apply(el, d, p);
     }
     match tag {
-        Tag::Base if el.has_attribute("href") => super::set_base(el, doc),
+        Tag::Base if el.has_attribute("href") => super::set_base(el, d),
         Tag::Meta if el.has_attribute("http-equiv") && el.has_attribute("content") => {
-            super::rewrite_meta(el, doc)
+            super::rewrite_meta(el, d)
         }
         Tag::Link if el.has_attribute("integrity") => super::drop_integrity(el),
         Tag::Script => {
@@ -217,7 +213,7 @@ pub(super) fn on_element(el: &mut El<'_, '_>, doc: &Shared, agent_tag: &str) {
                 super::drop_integrity(el);
             }
             let kind = el.get_attribute("type").unwrap_or_default();
-            lock(doc).script = ScriptKind::of(&kind);
+            d.script = ScriptKind::of(&kind);
         }
         _ => {}
     }

@@ -1,11 +1,20 @@
 use super::*;
 use crate::url_codec::{PublicOrigin, SessionId};
+use lol_html::AsciiCompatibleEncoding;
 use rand::{Rng, SeedableRng};
 
 const P: &str = "http://cdn.shop.test.k3x9q2m7wa-s.localhost:8080";
 const TAG: &str = "<script src=\"http://localhost:8080/__cobrowse/agent.js\" data-cobrowse-session=\"k3x9q2m7wa\" nonce=\"N\"></script>";
 
+/// The rewriter for a page whose Content-Type header declared `encoding`.
 fn transform(encoding: &'static encoding_rs::Encoding) -> HtmlTransform {
+    transform_with(Charset {
+        encoding: AsciiCompatibleEncoding::new(encoding).unwrap(),
+        declared: true,
+    })
+}
+
+fn transform_with(charset: Charset) -> HtmlTransform {
     let url = Url::parse("https://www.shop.test/dir/page.html").unwrap();
     HtmlTransform::new(HtmlContext {
         map: ProxyMap::new(
@@ -19,7 +28,7 @@ fn transform(encoding: &'static encoding_rs::Encoding) -> HtmlTransform {
             nonce: "N".into(),
             origin: "http://localhost:8080".into(),
         },
-        encoding: AsciiCompatibleEncoding::new(encoding).unwrap(),
+        charset,
         memory_limit: 16 << 20,
         inline_limit: 1 << 20,
         scripts: std::sync::Arc::new(crate::rewrite::script::ScriptCache::new(1 << 20)),
@@ -244,6 +253,30 @@ fn non_utf8_documents_keep_their_bytes() {
         "{text}"
     );
     assert!(text.contains(&format!("href=\"{P}/x\"")), "{text}");
+}
+
+/// A `<meta charset>` switches the encoding only when the header named none, as in the browser: an
+/// `é` in windows-1252 (byte E9) after `<meta charset=utf-8>` stays `é` under a declared windows-1252.
+#[test]
+fn meta_charset_yields_to_a_declared_one() {
+    let page = b"<meta charset=utf-8><a href=\"https://cdn.shop.test/caf\xe9\">caf\xe9</a>";
+    let run = |declared| {
+        let mut t = transform_with(Charset {
+            encoding: AsciiCompatibleEncoding::new(encoding_rs::WINDOWS_1252).unwrap(),
+            declared,
+        });
+        let mut out = Vec::new();
+        t.write(page, &mut out).unwrap();
+        t.end(&mut out).unwrap();
+        out
+    };
+    let declared = run(true);
+    let (text, _, _) = encoding_rs::WINDOWS_1252.decode(&declared);
+    assert!(text.contains(&format!("href=\"{P}/caf%C3%A9\"")), "{text}");
+    assert!(text.contains(">café</a>"), "{text}");
+    // Undeclared, the meta wins: byte E9 is not UTF-8, so the URL is read as U+FFFD.
+    let sniffed = String::from_utf8_lossy(&run(false)).into_owned();
+    assert!(sniffed.contains(&format!("href=\"{P}/caf%EF%BF%BD\"")), "{sniffed}");
 }
 
 #[test]
