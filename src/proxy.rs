@@ -333,11 +333,15 @@ fn body_error(host: &str, e: io::Error) -> ProxyError {
 struct CssTransform(Option<CssRewriter>);
 
 impl Transform for CssTransform {
-    fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), rewrite::RewriteError> {
+    fn write(
+        &mut self,
+        chunk: bytes::Bytes,
+        out: &mut Vec<u8>,
+    ) -> Result<(), rewrite::RewriteError> {
         match self.0.as_mut() {
-            Some(css) => css.write(chunk, out).map_err(Into::into),
+            Some(css) => css.write(&chunk, out).map_err(Into::into),
             None => {
-                out.extend_from_slice(chunk);
+                out.extend_from_slice(&chunk);
                 Ok(())
             }
         }

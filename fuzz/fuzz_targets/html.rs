@@ -31,7 +31,7 @@ fn run(parts: &[&[u8]]) -> Vec<u8> {
     });
     let mut out = Vec::new();
     for part in parts {
-        if t.write(part, &mut out).is_err() {
+        if t.write(bytes::Bytes::copy_from_slice(part), &mut out).is_err() {
             return out;
         }
     }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::send::{HtmlRewriter, Settings};
 use lol_html::{element, end, text, MemorySettings};
@@ -82,19 +83,19 @@ impl HtmlTransform {
 }
 
 impl Transform for HtmlTransform {
-    fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+    fn write(&mut self, chunk: Bytes, out: &mut Vec<u8>) -> Result<(), RewriteError> {
         let Some(rewriter) = self.rewriter.as_mut() else {
-            out.extend_from_slice(chunk);
+            out.extend_from_slice(&chunk);
             return Ok(());
         };
-        if let Some(doc) = self.doc.as_mut() {
-            doc.input.push(chunk);
-        }
         // A rewritten page is a little longer than the original: one allocation, not a doubling series.
         out.reserve(chunk.len() + chunk.len() / 8);
+        if let Some(doc) = self.doc.as_mut() {
+            doc.input.push(chunk.clone());
+        }
         let result = {
             let _lent = scope::lend(out, &mut self.doc);
-            rewriter.write(chunk)
+            rewriter.write(&chunk)
         };
         result.map_err(|e| {
             // With graceful bail-out the rewriter already flushed the unprocessed input as it was.

@@ -81,7 +81,8 @@ mod tests {
         });
         let mut out = Vec::new();
         for part in page.as_bytes().chunks(chunk.max(1)) {
-            t.write(part, &mut out).unwrap();
+            t.write(bytes::Bytes::copy_from_slice(part), &mut out)
+                .unwrap();
         }
         t.end(&mut out).unwrap();
         String::from_utf8(out).unwrap()

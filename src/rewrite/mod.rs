@@ -35,7 +35,8 @@ pub enum RewriteError {
 
 /// A streaming body transform: bytes in, bytes out, then a final flush.
 pub trait Transform: Send {
-    fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError>;
+    /// `chunk` is shared, not copied: the HTML rewriter keeps the last few to read attributes in place.
+    fn write(&mut self, chunk: Bytes, out: &mut Vec<u8>) -> Result<(), RewriteError>;
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), RewriteError>;
 }
 
@@ -225,7 +226,7 @@ where
                     return Poll::Ready(Some(Ok(chunk)))
                 }
                 Poll::Ready(Some(Ok(chunk))) => {
-                    if let Err(e) = this.transform.write(&chunk, &mut out) {
+                    if let Err(e) = this.transform.write(chunk, &mut out) {
                         tracing::warn!(error = %e, "rewriter gave up; passing the rest through");
                         this.passthrough = true;
                     }

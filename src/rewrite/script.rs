@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{js, RewriteError, Transform};
@@ -68,12 +69,12 @@ impl ScriptTransform {
 }
 
 impl Transform for ScriptTransform {
-    fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+    fn write(&mut self, chunk: Bytes, out: &mut Vec<u8>) -> Result<(), RewriteError> {
         if self.passing_through {
-            self.emit(chunk, out);
+            self.emit(&chunk, out);
             return Ok(());
         }
-        self.held.extend_from_slice(chunk);
+        self.held.extend_from_slice(&chunk);
         if self.held.len() > self.limit {
             // Too large to parse: what was held goes out as it is, and so does the rest.
             self.passing_through = true;
@@ -122,7 +123,7 @@ mod tests {
         let mut t = ScriptTransform::new(cache, limit, prefix.map(str::to_owned));
         let mut out = Vec::new();
         for c in chunks {
-            let _ = t.write(c.as_bytes(), &mut out);
+            let _ = t.write(Bytes::copy_from_slice(c.as_bytes()), &mut out);
         }
         t.end(&mut out).unwrap();
         String::from_utf8(out).unwrap()

@@ -1,5 +1,6 @@
 use super::*;
 use crate::url_codec::{PublicOrigin, SessionId};
+use bytes::Bytes;
 use lol_html::AsciiCompatibleEncoding;
 use rand::{Rng, SeedableRng};
 
@@ -45,7 +46,8 @@ fn run_chunks(
     let mut rest = input;
     while !rest.is_empty() {
         let n = sizes().clamp(1, rest.len());
-        t.write(&rest[..n], &mut out).unwrap();
+        t.write(Bytes::copy_from_slice(&rest[..n]), &mut out)
+            .unwrap();
         rest = &rest[n..];
     }
     t.end(&mut out).unwrap();
@@ -266,7 +268,7 @@ fn meta_charset_yields_to_a_declared_one() {
             declared,
         });
         let mut out = Vec::new();
-        t.write(page, &mut out).unwrap();
+        t.write(Bytes::from_static(&page[..]), &mut out).unwrap();
         t.end(&mut out).unwrap();
         out
     };
@@ -276,7 +278,10 @@ fn meta_charset_yields_to_a_declared_one() {
     assert!(text.contains(">café</a>"), "{text}");
     // Undeclared, the meta wins: byte E9 is not UTF-8, so the URL is read as U+FFFD.
     let sniffed = String::from_utf8_lossy(&run(false)).into_owned();
-    assert!(sniffed.contains(&format!("href=\"{P}/caf%EF%BF%BD\"")), "{sniffed}");
+    assert!(
+        sniffed.contains(&format!("href=\"{P}/caf%EF%BF%BD\"")),
+        "{sniffed}"
+    );
 }
 
 #[test]
@@ -302,10 +307,10 @@ fn output_stays_with_its_document() {
             break;
         }
         if let Some(chunk) = next_a {
-            ta.write(chunk, &mut out_a).unwrap();
+            ta.write(Bytes::copy_from_slice(chunk), &mut out_a).unwrap();
         }
         if let Some(chunk) = next_b {
-            tb.write(chunk, &mut out_b).unwrap();
+            tb.write(Bytes::copy_from_slice(chunk), &mut out_b).unwrap();
         }
     }
     ta.end(&mut out_a).unwrap();

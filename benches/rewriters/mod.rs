@@ -1,0 +1,132 @@
+//! The HTML rewriters the benches compare, each driving one whole page the way the proxy's body stream
+//! does (16 KiB chunks): ours, lol_html passing bytes through, lol_html's floors (a no-op `*` handler,
+//! one attribute selector), and the naive rewrite the targets name (every URL attribute prefixed, a
+//! script injected; `resolve` also resolves each URL against the page first). Shared by
+//! `benches/rewrite.rs` (criterion) and `benches/rewrite_paired.rs` (back-to-back pairs).
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::sync::Arc;
+
+use cobrowse_proxy::headers::csp::AgentSources;
+use cobrowse_proxy::rewrite::html::{HtmlContext, HtmlTransform};
+use cobrowse_proxy::rewrite::script::ScriptCache;
+use cobrowse_proxy::rewrite::Transform;
+use cobrowse_proxy::url_codec::{ProxyMap, PublicOrigin, SessionId, TargetOrigin};
+use lol_html::html_content::ContentType;
+use lol_html::{element, HtmlRewriter, Settings};
+use url::Url;
+
+pub const CHUNK: usize = 16 << 10;
+pub const PAGES: [&str; 3] = ["shop-100k", "news-300k", "docs-1m"];
+const URL_ATTRS: [&str; 6] = ["href", "src", "srcset", "action", "poster", "data"];
+
+pub fn map() -> ProxyMap {
+    ProxyMap::new(
+        Arc::new(PublicOrigin::parse("http://localhost:8080").unwrap()),
+        SessionId::parse("k3x9q2m7wa").unwrap(),
+    )
+}
+
+/// One page through our rewriter. The script cache is shared across pages, as the proxy shares one:
+/// building it per page (a moka cache) would charge every document a cost production pays once.
+#[inline(never)] // a frame of its own, for profiles
+pub fn ours(page: &bytes::Bytes, url: &Url, scripts: &Arc<ScriptCache>) -> usize {
+    let map = map();
+    let mut t = HtmlTransform::new(HtmlContext {
+        agent_tag: cobrowse_proxy::agent::script_tag(map.public(), map.session(), "nonce"),
+        map,
+        url: url.clone(),
+        target: TargetOrigin::from_url(url).unwrap(),
+        agent: AgentSources {
+            nonce: "nonce".into(),
+            origin: "http://localhost:8080".into(),
+        },
+        // As the fixture origin serves the corpus pages: `text/html; charset=utf-8`.
+        charset: cobrowse_proxy::rewrite::Charset {
+            encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+            declared: true,
+        },
+        memory_limit: 16 << 20,
+        inline_limit: 4 << 20,
+        scripts: scripts.clone(),
+    });
+    // Shared chunks in, and a new buffer per chunk out, handed on and dropped, as the proxy's body
+    // stream does.
+    let mut n = 0;
+    let mut rest = page.clone();
+    while !rest.is_empty() {
+        let chunk = rest.split_to(CHUNK.min(rest.len()));
+        let mut out = Vec::new();
+        t.write(chunk, &mut out).unwrap();
+        n += std::hint::black_box(out).len();
+    }
+    let mut out = Vec::new();
+    t.end(&mut out).unwrap();
+    n + out.len()
+}
+
+#[inline(never)] // a frame of its own, for profiles
+pub fn passthrough(page: &[u8]) -> usize {
+    drive(Settings::new(), page)
+}
+
+/// One page through lol_html with `settings`, in the chunks the proxy's body stream uses; the bytes out.
+fn drive(settings: Settings<'_, '_>, page: &[u8]) -> usize {
+    let mut n = 0;
+    let mut r = HtmlRewriter::new(settings, |c: &[u8]| n += c.len());
+    for chunk in page.chunks(CHUNK) {
+        r.write(chunk).unwrap();
+    }
+    r.end().unwrap();
+    n
+}
+
+/// lol_html with one `*` element handler that does nothing: the floor of any design that looks at every
+/// start tag, as ours does.
+#[inline(never)] // a frame of its own, for profiles
+pub fn star_noop(page: &[u8]) -> usize {
+    let settings = Settings::new().append_element_content_handler(element!("*", |_el| Ok(())));
+    drive(settings, page)
+}
+
+/// lol_html with one attribute selector that matches nothing: what reading every tag's attributes
+/// costs, before any handler runs (about the same as the `*` floor: the lexing is the cost).
+#[inline(never)] // a frame of its own, for profiles
+pub fn attr_selector_noop(page: &[u8]) -> usize {
+    let settings =
+        Settings::new().append_element_content_handler(element!("[data-never-set]", |_el| Ok(())));
+    drive(settings, page)
+}
+
+/// The baseline the issue measured: every URL attribute prefixed, a script injected into <head>; with
+/// `resolve`, each URL is also resolved against the page URL first.
+#[inline(never)] // a frame of its own, for profiles
+pub fn naive(page: &[u8], base: &Url, resolve: bool) -> usize {
+    let mut settings = Settings::new().append_element_content_handler(element!("head", |el| {
+        el.prepend("<script src=\"/agent.js\"></script>", ContentType::Html);
+        Ok(())
+    }));
+    for attr in URL_ATTRS {
+        let selector = format!("[{attr}]");
+        settings =
+            settings.append_element_content_handler(element!(selector.as_str(), move |el| {
+                if let Some(v) = el.get_attribute(attr) {
+                    let v = if resolve {
+                        base.join(&v).map(String::from).unwrap_or(v)
+                    } else {
+                        v
+                    };
+                    el.set_attribute(attr, &format!("http://proxy.localhost/{v}"))?;
+                }
+                Ok(())
+            }));
+    }
+    drive(settings, page)
+}
+
+/// A corpus page (`fixtures/corpus/<name>.html`), shared as the body stream shares its chunks.
+pub fn page(name: &str) -> bytes::Bytes {
+    let path = format!("{}/fixtures/corpus/{name}.html", env!("CARGO_MANIFEST_DIR"));
+    bytes::Bytes::from(std::fs::read(path).unwrap())
+}
