@@ -9,7 +9,7 @@
 //! the input (`raw.rs`), so an attribute that needs no work costs no allocation either; only the tag's
 //! attribute list itself is materialised by lol_html.
 
-use lol_html::html_content::Element;
+use lol_html::html_content::{Element, SourceLocation};
 use lol_html::send::SendHandlerTypes;
 
 use super::raw::RawInput;
@@ -71,9 +71,9 @@ impl Tag {
 
     /// The element's tag, read from the start tag as written (`<name` up to whitespace, `/` or `>`, as
     /// the tokenizer ends it), or through lol_html's allocating `tag_name()` if the input is gone.
-    fn of_element(el: &El<'_, '_>, input: &RawInput) -> Tag {
-        let written = input.get(el.source_location().bytes()).and_then(|raw| {
-            let name = raw.strip_prefix(b"<")?;
+    fn of_element(el: &El<'_, '_>, written: Option<Written<'_>>) -> Tag {
+        let written = written.and_then(|w| {
+            let name = w.bytes.strip_prefix(b"<")?;
             let end = name
                 .iter()
                 .position(|&b| b.is_ascii_whitespace() || b == b'/' || b == b'>')
@@ -195,24 +195,49 @@ fn starts_handler_name(tag: &[u8], i: usize) -> bool {
     after_separator && matches!(tag.get(i + 1), Some(b'n' | b'N'))
 }
 
-/// An attribute that needs rewriting, read out before the element is changed.
-struct Pending {
+/// A start tag as written: its bytes in the input, and the document offset they begin at. One lookup in
+/// the input per tag; every attribute's name and value is a slice of it.
+#[derive(Clone, Copy)]
+struct Written<'a> {
+    bytes: &'a [u8],
+    start: usize,
+}
+
+impl<'a> Written<'a> {
+    fn of(el: &El<'_, '_>, input: &'a RawInput) -> Option<Written<'a>> {
+        let range = el.source_location().bytes();
+        let start = range.start;
+        input.get(range).map(|bytes| Written { bytes, start })
+    }
+
+    /// The bytes at `location` (an attribute's name or value within this tag).
+    fn at(self, location: SourceLocation) -> Option<&'a [u8]> {
+        let range = location.bytes();
+        let from = range.start.checked_sub(self.start)?;
+        let to = range.end.checked_sub(self.start)?;
+        self.bytes.get(from..to)
+    }
+}
+
+/// An attribute that needs rewriting, read out before the element is changed: its name and its value
+/// (entity-encoded), borrowed from the input where they are ASCII as written, else lol_html's decoding.
+struct Pending<'a> {
     kind: AttrKind,
-    name: String,
-    raw: String,
+    name: std::borrow::Cow<'a, str>,
+    raw: std::borrow::Cow<'a, str>,
 }
 
 /// The `*` handler: agent injection, every URL-bearing attribute, then the elements with a job of their
 /// own (`<base>`, `<meta http-equiv>`, `integrity`, the kind of a `<script>`), in that order, so `<base>`
 /// sees its own `href` already rewritten as the separate handlers did.
 pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
-    let tag = Tag::of_element(el, &d.input);
-    let written = d.input.get(el.source_location().bytes());
-    let pending = if written.is_some_and(|t| !tag_may_need_work(t)) {
-        debug_assert!(pending_attributes(el, tag, &d.input).is_empty());
+    let written = Written::of(el, &d.input);
+    let tag = Tag::of_element(el, written);
+    let pending = if written.is_some_and(|w| !tag_may_need_work(w.bytes)) {
+        debug_assert!(pending_attributes(el, tag, written).is_empty());
         Vec::new()
     } else {
-        pending_attributes(el, tag, &d.input)
+        pending_attributes(el, tag, written)
     };
     if !d.injected {
         d.injected = match tag {
@@ -242,25 +267,46 @@ pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
 }
 
 /// The attributes of `el` that may need work, in document order.
-fn pending_attributes(el: &El<'_, '_>, tag: Tag, input: &RawInput) -> Vec<Pending> {
+fn pending_attributes<'a>(
+    el: &El<'_, '_>,
+    tag: Tag,
+    written: Option<Written<'a>>,
+) -> Vec<Pending<'a>> {
+    let at = |location: Option<SourceLocation>| written?.at(location?);
     let attributes = el.attributes();
     let mut pending = Vec::new();
     for (i, a) in attributes.iter().enumerate() {
-        let written = a.name_source_location().and_then(|l| input.get(l.bytes()));
-        let kind = written.and_then(|n| classify_written(n, tag));
+        let written_name = at(a.name_source_location());
+        let kind = written_name.and_then(|n| classify_written(n, tag));
         debug_assert!(kind.is_none_or(|k| k == classify(a.name().as_bytes(), tag)));
         let Some(kind) = kind.unwrap_or_else(|| classify(a.name().as_bytes(), tag)) else {
             continue;
         };
-        if !kind.may_need_work(&written_value(a, input)) {
+        let written_value = at(a.value_source_location());
+        debug_assert!(written_value.is_none_or(|v| !v.is_ascii() || v == a.value().as_bytes()));
+        let value = match written_value {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(a.value().into_bytes()),
+        };
+        if !kind.may_need_work(&value) {
             continue;
         }
-        let name = a.name();
-        // The entity-encoded value as lol_html decodes it from the document's encoding.
-        let raw = a.value();
+        // A name `classify_written` took is ASCII; anything else is lol_html's decoding.
+        let name = match written_name.and_then(|n| std::str::from_utf8(n).ok()) {
+            Some(n) if n.is_ascii() => std::borrow::Cow::Borrowed(n),
+            _ => std::borrow::Cow::Owned(a.name()),
+        };
+        // The value as the page's encoding decodes it: ASCII reads the same in all of them.
+        let raw = match written_value.and_then(|v| std::str::from_utf8(v).ok()) {
+            Some(v) if v.is_ascii() => std::borrow::Cow::Borrowed(v),
+            _ => std::borrow::Cow::Owned(a.value()),
+        };
         // `set_attribute` changes the first attribute of a name, and browsers use the first: a repeat is
         // not what the page means. Rare enough (only values that need work get here) to check this way.
-        if attributes[..i].iter().any(|b| same_name(b, &name, input)) {
+        if attributes[..i]
+            .iter()
+            .any(|b| same_name(b, &name, at(b.name_source_location())))
+        {
             continue;
         }
         pending.push(Pending { kind, name, raw });
@@ -268,34 +314,23 @@ fn pending_attributes(el: &El<'_, '_>, tag: Tag, input: &RawInput) -> Vec<Pendin
     pending
 }
 
-/// Whether `a` is named `name` (lowercase), read in place when the input still holds it.
-fn same_name(a: &lol_html::html_content::Attribute<'_>, name: &str, input: &RawInput) -> bool {
-    match a.name_source_location().and_then(|l| input.get(l.bytes())) {
-        Some(written) if written.is_ascii() => written.eq_ignore_ascii_case(name.as_bytes()),
-        _ => a.name() == name,
-    }
-}
-
-/// An attribute's value as written (in the document's encoding), borrowed from the input when it is
-/// still there; otherwise lol_html's decoded copy.
-fn written_value<'a>(
+/// Whether `a` is named `name` (any case), read in place (`written`) when the input still holds it.
+fn same_name(
     a: &lol_html::html_content::Attribute<'_>,
-    input: &'a RawInput,
-) -> std::borrow::Cow<'a, [u8]> {
-    match a.value_source_location().and_then(|l| input.get(l.bytes())) {
-        Some(v) => {
-            debug_assert!(!v.is_ascii() || v == a.value().as_bytes());
-            std::borrow::Cow::Borrowed(v)
-        }
-        None => std::borrow::Cow::Owned(a.value().into_bytes()),
+    name: &str,
+    written: Option<&[u8]>,
+) -> bool {
+    match written {
+        Some(w) if w.is_ascii() => w.eq_ignore_ascii_case(name.as_bytes()),
+        _ => a.name().eq_ignore_ascii_case(name),
     }
 }
 
-fn apply(el: &mut El<'_, '_>, d: &Doc, p: Pending) {
+fn apply(el: &mut El<'_, '_>, d: &Doc, p: Pending<'_>) {
     let decoded = if p.raw.contains('&') {
-        htmlize::unescape_attribute(&p.raw)
+        htmlize::unescape_attribute(&*p.raw)
     } else {
-        std::borrow::Cow::Borrowed(p.raw.as_str())
+        std::borrow::Cow::Borrowed(&*p.raw)
     };
     let new = match p.kind {
         AttrKind::Url => d.map.rewrite_reference(&d.base, &decoded),
