@@ -476,11 +476,30 @@ impl ProxyMap {
         if !needs_resolving(reference) {
             return None;
         }
-        if let Some(answer) = self.rewrite_absolute_fast(reference) {
-            return answer;
+        let mut out = String::new();
+        self.write_reference(base, reference, &mut out)
+            .then_some(out)
+    }
+
+    /// [`rewrite_reference`](Self::rewrite_reference) appending to `out`: returns whether `reference`
+    /// needed rewriting, and only then writes its proxied form. For callers that build one value out of
+    /// many URLs (`srcset`) or reuse one buffer, without a string per URL.
+    pub fn write_reference(&self, base: &Url, reference: &str, out: &mut String) -> bool {
+        if !needs_resolving(reference) {
+            return false;
         }
-        let absolute = base.join(reference).ok()?;
-        self.to_proxy_string(&absolute)
+        if let Some(changed) = self.write_absolute_fast(reference, out) {
+            return changed;
+        }
+        let Some(proxied) = base
+            .join(reference)
+            .ok()
+            .and_then(|absolute| self.to_proxy_string(&absolute))
+        else {
+            return false;
+        };
+        out.push_str(&proxied);
+        true
     }
 }
 
@@ -493,42 +512,43 @@ pub fn needs_resolving(reference: &str) -> bool {
 
 /// [`needs_resolving`] over the bytes of a value as written, in UTF-8 or any ASCII-compatible encoding:
 /// it looks only at ASCII, which those all spell the same, so no decoding is needed to answer.
+///
+/// Only the start of a reference can make it name a scheme or an authority, so only the start is read:
+/// after the C0 controls and spaces the URL parser strips in front, with the tabs and newlines it strips
+/// anywhere skipped (`h\ttps://` is a scheme, `/\t/host` an authority).
 pub fn needs_resolving_bytes(reference: &[u8]) -> bool {
-    // Leading and trailing C0 controls and spaces are stripped by the URL parser.
-    let start = reference
+    let mut rest = reference
         .iter()
-        .position(|&b| b > b' ')
-        .unwrap_or(reference.len());
-    let end = reference
-        .iter()
-        .rposition(|&b| b > b' ')
-        .map_or(start, |i| i + 1);
-    let bytes = reference.get(start..end).unwrap_or_default();
-    // Browsers strip tab and newline anywhere in a URL, so `h\ttps://` is a scheme: take the slow path.
-    if memchr::memchr2(b'\t', b'\n', bytes).is_some() || memchr::memchr(b'\r', bytes).is_some() {
-        return true;
-    }
-    match bytes {
-        [b'/' | b'\\', b'/' | b'\\', ..] => true,
-        [first, ..] if first.is_ascii_alphabetic() => has_special_scheme(bytes),
+        .copied()
+        .skip_while(|&b| b <= b' ')
+        .filter(|&b| !matches!(b, b'\t' | b'\n' | b'\r'));
+    match rest.next() {
+        Some(b'/' | b'\\') => matches!(rest.next(), Some(b'/' | b'\\')),
+        Some(first) if first.is_ascii_alphabetic() => has_special_scheme(first, rest),
         _ => false,
     }
 }
 
-fn has_special_scheme(bytes: &[u8]) -> bool {
-    let Some(colon) = bytes
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.'))
-    else {
-        return false;
-    };
-    if bytes[colon] != b':' {
-        return false;
+/// Whether a scheme starting with `first` and going on in `rest` up to its `:` is a special (network)
+/// one. The longest is five letters, so no more than six bytes are read.
+fn has_special_scheme(first: u8, rest: impl Iterator<Item = u8>) -> bool {
+    let mut scheme = [first.to_ascii_lowercase(), 0, 0, 0, 0];
+    let mut len = 1;
+    for b in rest {
+        if b == b':' {
+            return matches!(
+                &scheme[..len],
+                b"http" | b"https" | b"ws" | b"wss" | b"ftp" | b"file"
+            );
+        }
+        let scheme_byte = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+        let Some(slot) = scheme.get_mut(len).filter(|_| scheme_byte) else {
+            return false;
+        };
+        *slot = b.to_ascii_lowercase();
+        len += 1;
     }
-    let scheme = &bytes[..colon];
-    ["http", "https", "ws", "wss", "ftp", "file"]
-        .iter()
-        .any(|s| scheme.eq_ignore_ascii_case(s.as_bytes()))
+    false
 }
 
 /// The map unit tests share: public origin `http://localhost:8080`, session `k3x9q2m7wa`.

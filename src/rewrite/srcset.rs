@@ -1,7 +1,9 @@
 //! `srcset` / `imagesrcset` candidate lists (HTML §4.8.4.3.10): `url [descriptor], url [descriptor], …`.
 
-/// Applies `f` to each candidate URL; returns the new list when any URL changed.
-pub fn rewrite(value: &str, mut f: impl FnMut(&str) -> Option<String>) -> Option<String> {
+/// Applies `f` to each candidate URL: `f` appends the URL's new form to the string it is given and
+/// returns `true`, or returns `false` and leaves the URL as it is. Returns the new list when any URL
+/// changed, built in one string.
+pub fn rewrite(value: &str, mut f: impl FnMut(&str, &mut String) -> bool) -> Option<String> {
     let mut out = String::new();
     let mut changed = false;
     let mut rest = value;
@@ -24,15 +26,18 @@ pub fn rewrite(value: &str, mut f: impl FnMut(&str) -> Option<String>) -> Option
         let ends_candidate = trimmed.len() != url.len();
         url = trimmed;
         let start = value.len() - rest.len();
-        if let Some(new) = f(url) {
-            if out.capacity() == 0 {
-                // Rewritten URLs are longer; one allocation for the usual list.
-                out.reserve(value.len() * 2);
-            }
-            out.push_str(&value[copied_to..start]);
-            out.push_str(&new);
+        if out.capacity() == 0 {
+            // Rewritten URLs are longer; one allocation for the usual list.
+            out.reserve(value.len() * 2);
+        }
+        // The text since the last rewritten URL goes first; it is taken back if this URL stays.
+        let mark = out.len();
+        out.push_str(&value[copied_to..start]);
+        if f(url, &mut out) {
             copied_to = start + url.len();
             changed = true;
+        } else {
+            out.truncate(mark);
         }
         rest = &rest[url_len..];
         if !ends_candidate {
@@ -64,8 +69,12 @@ fn skip_descriptors(s: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn up(u: &str) -> Option<String> {
-        u.starts_with("https://").then(|| format!("P[{u}]"))
+    fn up(u: &str, out: &mut String) -> bool {
+        let proxied = u.starts_with("https://");
+        if proxied {
+            out.push_str(&format!("P[{u}]"));
+        }
+        proxied
     }
 
     #[test]

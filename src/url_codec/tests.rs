@@ -163,6 +163,65 @@ fn references_that_need_no_work() {
     }
 }
 
+/// What `needs_resolving` lets stand as written stays inside the proxy and lands, resolved on the proxy
+/// host, on the same target as resolved on the target itself: with tabs, newlines and carriage returns (which the parser strips) put
+/// at every position of references of every shape, and leading controls and spaces.
+#[test]
+fn what_needs_no_resolving_lands_on_the_same_target() {
+    let m = map();
+    let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();
+    let proxied_base = m.to_proxy(&base).unwrap();
+    let shapes = [
+        "//cdn.shop.test/a",
+        "\\\\cdn.shop.test/a",
+        "/\\cdn.shop.test/a",
+        "https://cdn.shop.test/a",
+        "HTTP://cdn.shop.test/a",
+        "wss://api.shop.test/s",
+        "file:///etc/x",
+        "ftp://f.test/x",
+        "http:x",
+        "https:cdn",
+        "/a/b",
+        "a/b",
+        "javascript:go()",
+        "httpx://a/",
+        "data:,hi",
+        "?q",
+        "#f",
+    ];
+    let mut checked = 0;
+    for shape in shapes {
+        let mut variants = vec![format!(" \u{1}{shape}")];
+        for at in 0..=shape.len() {
+            for c in ["\t", "\n", "\r", "\t\n"] {
+                variants.push(format!("{}{c}{}", &shape[..at], &shape[at..]));
+            }
+        }
+        for r in variants {
+            if needs_resolving(&r) {
+                continue;
+            }
+            checked += 1;
+            let direct = base.join(&r).unwrap();
+            let resolved = proxied_base.join(&r).unwrap();
+            // A network URL must still be a proxy URL; anything else (`javascript:`, `data:`) is the
+            // same whatever the base.
+            let network = matches!(
+                resolved.scheme(),
+                "http" | "https" | "ws" | "wss" | "ftp" | "file"
+            );
+            let lands_on = if network {
+                m.to_target(&resolved)
+            } else {
+                Some(resolved)
+            };
+            assert_eq!(lands_on, Some(direct), "{r:?}");
+        }
+    }
+    assert!(checked > 100, "{checked}");
+}
+
 #[test]
 fn references_to_other_origins_are_proxied() {
     let base = Url::parse("https://www.shop.test/dir/page.html").unwrap();

@@ -334,7 +334,9 @@ fn apply(el: &mut El<'_, '_>, d: &Doc, p: Pending<'_>) {
     };
     let new = match p.kind {
         AttrKind::Url => d.map.rewrite_reference(&d.base, &decoded),
-        AttrKind::Srcset => srcset::rewrite(&decoded, |u| d.map.rewrite_reference(&d.base, u)),
+        AttrKind::Srcset => {
+            srcset::rewrite(&decoded, |u, out| d.map.write_reference(&d.base, u, out))
+        }
         AttrKind::List => {
             super::rewrite_url_list(&decoded, |u| d.map.rewrite_reference(&d.base, u))
         }
