@@ -25,7 +25,7 @@ import re, sys
 function, id = sys.argv[1], sys.argv[2]
 text = sys.stdin.read()
 # Caller lines just above the function'"'"'s own line carry its inclusive cost and call count.
-block = re.findall(r"((?:^ *[0-9,]+ \([^)]*\)  < .*\n)+)^ *[0-9,]+ \([^)]*\)  \*  .*rewrite::%s \[" % re.escape(function), text, re.M)
+block = re.findall(r"((?:^ *[0-9,]+ \([^)]*\)  < .*\n)+)^ *[0-9,]+ \([^)]*\)  \*  .*rewrite::rewriters::%s(?: \[|$)" % re.escape(function), text, re.M)
 ir = calls = 0
 for callers in block:
     for m in re.finditer(r"([0-9,]+) \([^)]*\)  < .*\((\d+)x\)", callers):
