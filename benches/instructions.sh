@@ -9,8 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo bench --bench rewrite --no-run 2>/dev/null
-bench=$(ls -t target/release/deps/rewrite-* | grep -v '\.d$' | head -1)
+# REWRITE_BENCH names an already built bench binary (e.g. one kept from an earlier commit, to compare).
+if [ -n "${REWRITE_BENCH:-}" ]; then
+  bench=$REWRITE_BENCH
+else
+  cargo bench --bench rewrite --no-run 2>/dev/null
+  bench=$(ls -t target/release/deps/rewrite-* | grep -v '\.d$' | head -1)
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
