@@ -533,8 +533,7 @@ pub fn needs_resolving_bytes(reference: &[u8]) -> bool {
 /// one. The longest is five letters, so no more than six bytes are read.
 fn has_special_scheme(first: u8, rest: impl Iterator<Item = u8>) -> bool {
     let mut scheme = [first.to_ascii_lowercase(), 0, 0, 0, 0];
-    let mut len = 1;
-    for b in rest {
+    for (len, b) in (1..).zip(rest) {
         if b == b':' {
             return matches!(
                 &scheme[..len],
@@ -546,7 +545,6 @@ fn has_special_scheme(first: u8, rest: impl Iterator<Item = u8>) -> bool {
             return false;
         };
         *slot = b.to_ascii_lowercase();
-        len += 1;
     }
     false
 }
