@@ -3,9 +3,10 @@
 //! in the same run; requests/s, MB/s, latency percentiles, errors and the proxied/direct ratios.
 //!
 //! `stack` starts the servers, `target` makes a visitor's connections, `visitor` is the browser-like
-//! script, `stats` the counters and histograms, `report` the table and JSON, `memory` the resident-memory
+//! script, `stats` the counters and histograms, `cpu` the CPU time used and the machine's share, `report` the table and JSON, `memory` the resident-memory
 //! measurements (a proxy in its own process). Loopback only; every loop is bounded by the deadline.
 
+mod cpu;
 mod memory;
 mod report;
 mod stack;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+pub use cpu::CpuUse;
 pub use memory::{measure as measure_memory, MemoryOptions, MemoryReport, StreamReport};
 pub use report::{Report, VariantReport};
 pub use stats::RunStats;
@@ -214,8 +216,9 @@ async fn side(target: Arc<Target>, path: &str, options: &Options) -> Result<RunS
     if !options.warmup.is_zero() {
         let _ = load(&target, path, options.visitors, options.warmup).await?;
     }
+    let cpu = cpu::CpuMark::now();
     let (stats, elapsed) = load(&target, path, options.visitors, options.duration).await?;
-    Ok(stats.summary(elapsed))
+    Ok(stats.summary(elapsed, cpu.used()))
 }
 
 async fn load(

@@ -38,6 +38,8 @@ pub struct Ratios {
     pub p99_added_ms: f64,
     pub page_p50_added_ms: f64,
     pub page_p99_added_ms: f64,
+    /// CPU time per page, proxied less direct: about what the proxy itself spends on a page.
+    pub cpu_ms_per_page_added: f64,
 }
 
 impl VariantReport {
@@ -51,6 +53,7 @@ impl VariantReport {
             p99_added_ms: proxied.p99_ms - direct.p99_ms,
             page_p50_added_ms: proxied.page_p50_ms - direct.page_p50_ms,
             page_p99_added_ms: proxied.page_p99_ms - direct.page_p99_ms,
+            cpu_ms_per_page_added: proxied.cpu_ms_per_page - direct.cpu_ms_per_page,
         };
         VariantReport {
             variant,
@@ -80,7 +83,12 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:<8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>7}",
+            "cpu/page: this process's CPU ms per page (generator, origin and proxy); cores: CPU time over \
+             wall time; steal% / other%: the machine's time taken by the hypervisor / other processes"
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:<8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>7} {:>8} {:>6} {:>6} {:>6}",
             "variant",
             "side",
             "req/s",
@@ -91,13 +99,17 @@ impl Report {
             "p99.9ms",
             "page p50",
             "page p99",
-            "errors"
+            "errors",
+            "cpu/page",
+            "cores",
+            "steal%",
+            "other%"
         );
         for v in &self.variants {
             for (side, s) in [("proxied", &v.proxied), ("direct", &v.direct)] {
                 let _ = writeln!(
                     out,
-                    "{:<12} {:<8} {:>9.0} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>7}",
+                    "{:<12} {:<8} {:>9.0} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>9.2} {:>9.2} {:>7} {:>8.3} {:>6.2} {:>6.1} {:>6.1}",
                     v.variant.name(),
                     side,
                     s.requests_per_s,
@@ -108,13 +120,17 @@ impl Report {
                     s.p999_ms,
                     s.page_p50_ms,
                     s.page_p99_ms,
-                    s.errors
+                    s.errors,
+                    s.cpu_ms_per_page,
+                    s.cpu.cores,
+                    s.cpu.steal_pct,
+                    s.cpu.others_pct
                 );
             }
             let r = &v.ratio;
             let _ = writeln!(
                 out,
-                "{:<12} {:<8} {:>9.2} {:>8.2} {:>8.2} {:>+7.2} {:>+7.2} {:>7} {:>+9.2} {:>+9.2}",
+                "{:<12} {:<8} {:>9.2} {:>8.2} {:>8.2} {:>+7.2} {:>+7.2} {:>7} {:>+9.2} {:>+9.2} {:>7} {:>+8.3}",
                 v.variant.name(),
                 "ratio",
                 r.requests_per_s,
@@ -124,7 +140,9 @@ impl Report {
                 r.p99_added_ms,
                 "",
                 r.page_p50_added_ms,
-                r.page_p99_added_ms
+                r.page_p99_added_ms,
+                "",
+                r.cpu_ms_per_page_added
             );
             for sample in v
                 .proxied

@@ -5,6 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use super::cpu::CpuUse;
 use serde::Serialize;
 
 /// Most error messages kept as examples; the count covers the rest.
@@ -64,7 +66,7 @@ impl Stats {
         }
     }
 
-    pub(super) fn summary(&self, elapsed: Duration) -> RunStats {
+    pub(super) fn summary(&self, elapsed: Duration, cpu: CpuUse) -> RunStats {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let all = self.all.lock().unwrap_or_else(|p| p.into_inner());
         let page = self.page.lock().unwrap_or_else(|p| p.into_inner());
@@ -72,6 +74,13 @@ impl Stats {
         let requests = self.requests.load(Ordering::Relaxed);
         let pages = self.pages.load(Ordering::Relaxed);
         let bytes = self.bytes.load(Ordering::Relaxed);
+        let per = |n: u64| {
+            if n > 0 {
+                cpu.process_s * 1000.0 / n as f64
+            } else {
+                0.0
+            }
+        };
         RunStats {
             seconds: secs,
             requests,
@@ -87,6 +96,9 @@ impl Stats {
             page_p50_ms: ms(&page, 0.5),
             page_p99_ms: ms(&page, 0.99),
             page_p999_ms: ms(&page, 0.999),
+            cpu_ms_per_request: per(requests),
+            cpu_ms_per_page: per(pages),
+            cpu,
             error_samples: self
                 .samples
                 .lock()
@@ -123,5 +135,10 @@ pub struct RunStats {
     pub page_p50_ms: f64,
     pub page_p99_ms: f64,
     pub page_p999_ms: f64,
+    /// This process's CPU time (generator, origin and proxy together) per request and per page loaded.
+    pub cpu_ms_per_request: f64,
+    pub cpu_ms_per_page: f64,
+    /// CPU time, cores kept busy, and what steal and other processes took of the machine meanwhile.
+    pub cpu: CpuUse,
     pub error_samples: Vec<String>,
 }
