@@ -23,7 +23,8 @@ use url::Url;
 
 use crate::body::{boxed, ProxyBody};
 use crate::error::ProxyError;
-use crate::headers::{self, csp::AgentSources, response::ResponseContext};
+use crate::headers::csp::{AgentSources, LazyAgentSources};
+use crate::headers::{self, response::ResponseContext};
 use crate::rewrite::{self, css::CssRewriter, html, Kind, Plan, Transform, TransformStream};
 use crate::upstream::IdleTimeoutBody;
 use crate::upstream::UpstreamError;
@@ -84,7 +85,7 @@ pub async fn handle(
         Some(map) => visit.note(&shared, map.session(), &url, response.status(), plan.kind),
         None => plan = plan.for_forward(),
     }
-    let agent = agent_sources(&shared, map.as_ref(), &target);
+    let agent = std::sync::LazyLock::new(|| agent_sources(&shared, map.as_ref(), &target));
     let upgraded = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client)) = (upgraded, client_upgrade) {
         join_upgrades(client, hyper::upgrade::on(&mut response));
@@ -115,7 +116,7 @@ pub async fn handle(
         map: map.as_ref(),
         url: &url,
         target: &target,
-        agent,
+        agent: &agent,
     };
     let body = response_body(&shared, body, plan, exchange).await?;
     Ok(Response::from_parts(parts, body))
@@ -173,7 +174,7 @@ struct Exchange<'a> {
     map: Option<&'a ProxyMap>,
     url: &'a Url,
     target: &'a TargetOrigin,
-    agent: AgentSources,
+    agent: &'a LazyAgentSources<'a>,
 }
 
 /// Where the agent comes from and the nonce its tag carries: the public origin for a session's pages, the
@@ -282,7 +283,7 @@ fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dy
                 url: ex.url.clone(),
                 target: ex.target.clone(),
                 agent_tag: crate::agent::forward_script_tag(&ex.agent.origin, &ex.agent.nonce),
-                agent: ex.agent,
+                agent: AgentSources::clone(ex.agent),
                 charset,
                 memory_limit: limits.html_memory,
             },
@@ -302,7 +303,7 @@ fn transform_for(shared: &Shared, kind: Kind, ex: Exchange<'_>) -> Option<Box<dy
                     .visitor_credential(map.session(), std::time::SystemTime::now()),
                 &ex.agent.nonce,
             ),
-            agent: ex.agent,
+            agent: AgentSources::clone(ex.agent),
             charset,
             memory_limit: limits.html_memory,
             inline_limit: limits.inline_buffer,

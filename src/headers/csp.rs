@@ -12,6 +12,11 @@ use url::{Host, Url};
 
 use crate::url_codec::{ProxyMap, TargetOrigin};
 
+/// [`AgentSources`] as the response path holds them: worked out on first use. Only a response that
+/// carries a policy to amend or gets the agent needs them, and most responses (assets) do neither, while
+/// working them out costs a SHA-256 (the nonce) and a string on every request.
+pub type LazyAgentSources<'a> = dyn std::ops::Deref<Target = AgentSources> + Sync + 'a;
+
 /// What the agent needs from a page's policy.
 #[derive(Debug, Clone)]
 pub struct AgentSources {

@@ -14,7 +14,7 @@ pub struct ResponseContext<'a> {
     pub target: &'a TargetOrigin,
     /// The target URL of this response: what relative references resolve against.
     pub url: &'a Url,
-    pub agent: &'a csp::AgentSources,
+    pub agent: &'a csp::LazyAgentSources<'a>,
 }
 
 /// Headers that would pin the proxy host to the target's transport or report to the target about it.
@@ -91,7 +91,7 @@ pub fn rewrite_forward(
     headers: &mut HeaderMap,
     page: &TargetOrigin,
     url: &Url,
-    agent: &csp::AgentSources,
+    agent: &csp::LazyAgentSources<'_>,
     body_changes: bool,
     upgrade: bool,
 ) {
