@@ -51,16 +51,16 @@ pub fn rewrite(headers: &mut HeaderMap, ctx: &ResponseContext, body_changes: boo
             ctx.map.rewrite_reference(ctx.url, v.trim())
         });
     }
-    map_each(headers, &REFRESH, |v| {
-        refresh::rewrite(v, ctx.map, ctx.url)
-    });
+    map_each(headers, &REFRESH, |v| refresh::rewrite(v, ctx.map, ctx.url));
     map_each(headers, &header::LINK, |v| {
         link::rewrite(v, ctx.map, ctx.url)
     });
     map_each(headers, &header::ACCESS_CONTROL_ALLOW_ORIGIN, |v| {
         map_origin_list(v, ctx.map)
     });
-    map_each(headers, &TIMING_ALLOW_ORIGIN, |v| map_origin_list(v, ctx.map));
+    map_each(headers, &TIMING_ALLOW_ORIGIN, |v| {
+        map_origin_list(v, ctx.map)
+    });
     map_each(headers, &header::X_FRAME_OPTIONS, |v| {
         map_allow_from(v, ctx)
     });
