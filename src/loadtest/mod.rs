@@ -3,8 +3,9 @@
 //! in the same run; requests/s, MB/s, latency percentiles, errors and the proxied/direct ratios.
 //!
 //! `stack` starts the servers, `target` makes a visitor's connections, `visitor` is the browser-like
-//! script, `stats` the counters and histograms, `cpu` the CPU time used and the machine's share, `report` the table and JSON, `memory` the resident-memory
-//! measurements (a proxy in its own process). Loopback only; every loop is bounded by the deadline.
+//! script, `stats` the counters and histograms, `cpu` the CPU time used and the machine's share, `report`
+//! the table and JSON, `memory` the resident-memory measurements (a proxy in its own process). Loopback
+//! only; every loop is bounded by the deadline.
 
 mod cpu;
 mod memory;

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use super::cpu::CpuUse;
-use serde::Serialize;
 
 /// Most error messages kept as examples; the count covers the rest.
 const ERROR_SAMPLES: usize = 5;
