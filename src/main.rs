@@ -119,7 +119,11 @@ struct LoadtestArgs {
     /// Unmeasured seconds before each side (connections made, caches filled).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// page, cache-hit, rewrite, forward, forward-tls, cache-cold, cache-warm or all (comma-separated).
+    /// Pages per second offered in all by the page-paced variant's visitors (on each side).
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// page, page-paced, cache-hit, rewrite, forward, forward-tls, cache-cold, cache-warm or all
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     variant: Vec<String>,
     /// Also measure the proxy's memory (a proxy process of its own): idle, idle connections, streaming.
@@ -229,6 +233,7 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), String> {
         visitors: args.visitors.max(1),
         duration: seconds(args.duration)?,
         warmup: seconds(args.warmup)?,
+        rate: args.rate,
         variants,
         sites: args.sites.clone(),
     };

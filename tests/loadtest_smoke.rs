@@ -11,6 +11,7 @@ async fn every_variant_runs_without_errors() {
         visitors: 2,
         duration: Duration::from_millis(1500),
         warmup: Duration::from_millis(200),
+        rate: 200.0,
         variants: Variant::ALL.to_vec(),
         sites: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sites"),
     };
@@ -38,6 +39,16 @@ async fn every_variant_runs_without_errors() {
     // The page variant loads the document alone.
     let page = find(Variant::Page);
     assert_eq!(page.proxied.requests, page.proxied.pages);
+    // Paced visitors send no more than their schedule: 200 pages/s for 1.5 s is about 300 (back to back,
+    // the direct side alone loads thousands).
+    let paced = find(Variant::PagePaced);
+    assert_eq!(paced.offered_pages_per_s, Some(200.0));
+    assert_eq!(paced.direct.requests, paced.direct.pages);
+    assert!(
+        paced.direct.pages <= 450,
+        "{} paced pages",
+        paced.direct.pages
+    );
     let json = serde_json::to_value(&report).expect("report serialises");
     assert!(json["variants"][0]["ratio"]["requests_per_s"].is_number());
 }

@@ -204,7 +204,14 @@ async fn measure_child(
         bust: false,
         assets: true,
     });
-    let _ = super::load(&target, "/", 4, Duration::from_secs(2)).await?;
+    let warm = super::Load {
+        target: &target,
+        path: "/",
+        visitors: 4,
+        rate: None,
+        duration: Duration::from_secs(2),
+    };
+    let _ = warm.run().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let warm_kib = rss_kib(pid)?;
     let (open, with_connections_kib, after_close_kib) =

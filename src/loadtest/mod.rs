@@ -3,12 +3,13 @@
 //! in the same run; requests/s, MB/s, latency percentiles, errors and the proxied/direct ratios.
 //!
 //! `stack` starts the servers, `target` makes a visitor's connections, `visitor` is the browser-like
-//! script, `stats` the counters and histograms, `cpu` the CPU time used and the machine's share, `report`
+//! script, `pace` its schedule when paced, `stats` the counters and histograms, `cpu` the CPU time used and the machine's share, `report`
 //! the table and JSON, `memory` the resident-memory measurements (a proxy in its own process). Loopback
 //! only; every loop is bounded by the deadline.
 
 mod cpu;
 mod memory;
+mod pace;
 mod report;
 mod stack;
 mod stats;
@@ -55,11 +56,15 @@ pub enum Variant {
     /// The rewriting proxy serving one cacheable 4 KiB image alone, back to back after a warm-up: every
     /// request a cache hit, against the origin serving it from memory (the cache-hit target).
     CacheHit,
+    /// `page` paced: each visitor's connection sends the page at random times, all together at
+    /// `Options::rate` pages/s on both sides; the added latency at that load (`pace.rs`).
+    PagePaced,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Page,
+        Variant::PagePaced,
         Variant::CacheHit,
         Variant::Rewrite,
         Variant::Forward,
@@ -76,6 +81,7 @@ impl Variant {
             Variant::CacheCold => "cache-cold",
             Variant::CacheWarm => "cache-warm",
             Variant::Page => "page",
+            Variant::PagePaced => "page-paced",
             Variant::CacheHit => "cache-hit",
         }
     }
@@ -95,7 +101,7 @@ impl FromStr for Variant {
         Variant::ALL
             .into_iter()
             .find(|v| v.name() == s)
-            .ok_or_else(|| format!("unknown variant {s:?} (page, cache-hit, rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
+            .ok_or_else(|| format!("unknown variant {s:?} (page, page-paced, cache-hit, rewrite, forward, forward-tls, cache-cold, cache-warm, all)"))
     }
 }
 
@@ -108,6 +114,8 @@ pub struct Options {
     pub duration: Duration,
     /// Unmeasured load before each side: connections made, caches filled.
     pub warmup: Duration,
+    /// Pages per second offered in all by the `page-paced` visitors, on each side.
+    pub rate: f64,
     pub variants: Vec<Variant>,
     /// The fixture sites (`fixtures/sites`).
     pub sites: PathBuf,
@@ -164,9 +172,16 @@ async fn run_variant(
     options: &Options,
 ) -> Result<VariantReport, LoadError> {
     let (proxied, direct) = targets(stack, variant).await?;
-    let proxied = side(Arc::new(proxied), variant.path(), options).await?;
-    let direct = side(Arc::new(direct), variant.path(), options).await?;
-    Ok(VariantReport::new(variant, proxied, direct))
+    let rate = (variant == Variant::PagePaced).then_some(options.rate);
+    if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(LoadError::Setup(format!(
+            "the page-paced rate must be a positive number of pages/s, not {}",
+            options.rate
+        )));
+    }
+    let proxied = side(Arc::new(proxied), variant.path(), rate, options).await?;
+    let direct = side(Arc::new(direct), variant.path(), rate, options).await?;
+    Ok(VariantReport::new(variant, rate, proxied, direct))
 }
 
 /// The proxied and the direct target of a variant.
@@ -176,7 +191,10 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
         _ => SITE,
     };
     let bust = variant == Variant::CacheCold;
-    let assets = !matches!(variant, Variant::Page | Variant::CacheHit);
+    let assets = !matches!(
+        variant,
+        Variant::Page | Variant::PagePaced | Variant::CacheHit
+    );
     let plain = |addr, host: String, via, also| Target {
         addr,
         host,
@@ -192,6 +210,7 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
     let direct = plain(stack.origin.addr, site.to_owned(), direct_via, Vec::new());
     let proxied = match variant {
         Variant::Page
+        | Variant::PagePaced
         | Variant::CacheHit
         | Variant::Rewrite
         | Variant::CacheCold
@@ -212,36 +231,59 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
     Ok((proxied, direct))
 }
 
-/// A warm-up, then `options.visitors` visitors for `options.duration`.
-async fn side(target: Arc<Target>, path: &str, options: &Options) -> Result<RunStats, LoadError> {
+/// A warm-up, then `options.visitors` visitors for `options.duration`, paced at `rate` pages/s if given.
+async fn side(
+    target: Arc<Target>,
+    path: &str,
+    rate: Option<f64>,
+    options: &Options,
+) -> Result<RunStats, LoadError> {
+    let load = |duration| Load {
+        target: &target,
+        path,
+        visitors: options.visitors,
+        rate,
+        duration,
+    };
     if !options.warmup.is_zero() {
-        let _ = load(&target, path, options.visitors, options.warmup).await?;
+        let _ = load(options.warmup).run().await?;
     }
     let cpu = cpu::CpuMark::now();
-    let (stats, elapsed) = load(&target, path, options.visitors, options.duration).await?;
+    let (stats, elapsed) = load(options.duration).run().await?;
     Ok(stats.summary(elapsed, cpu.used()))
 }
 
-async fn load(
-    target: &Arc<Target>,
-    path: &str,
+/// One bounded stretch of load on one side.
+struct Load<'a> {
+    target: &'a Arc<Target>,
+    path: &'a str,
     visitors: usize,
+    /// Pages/s in all when paced; back to back when `None`.
+    rate: Option<f64>,
     duration: Duration,
-) -> Result<(Arc<stats::Stats>, Duration), LoadError> {
-    let stats = Arc::new(stats::Stats::new()?);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in 0..visitors {
-        tasks.spawn(visitor::run(
-            target.clone(),
-            path.to_owned(),
-            deadline,
-            stats.clone(),
-            id as u64,
-        ));
+}
+
+impl Load<'_> {
+    async fn run(self) -> Result<(Arc<stats::Stats>, Duration), LoadError> {
+        let stats = Arc::new(stats::Stats::new()?);
+        let started = Instant::now();
+        let deadline = started + self.duration;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..self.visitors as u64 {
+            let pace = self
+                .rate
+                .and_then(|rate| pace::Pace::new(rate, self.visitors, id, started));
+            tasks.spawn(visitor::run(
+                self.target.clone(),
+                self.path.to_owned(),
+                deadline,
+                stats.clone(),
+                id,
+                pace,
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+        // Visitors finish the page they are on, so the run can end a little after the deadline.
+        Ok((stats, started.elapsed()))
     }
-    while tasks.join_next().await.is_some() {}
-    // Visitors finish the page they are on, so the run can end a little after the deadline.
-    Ok((stats, started.elapsed()))
 }

@@ -23,6 +23,8 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantReport {
     pub variant: Variant,
+    /// Pages/s offered in all when paced (`page-paced`); `None` back to back.
+    pub offered_pages_per_s: Option<f64>,
     pub proxied: RunStats,
     pub direct: RunStats,
     pub ratio: Ratios,
@@ -43,7 +45,12 @@ pub struct Ratios {
 }
 
 impl VariantReport {
-    pub(super) fn new(variant: Variant, proxied: RunStats, direct: RunStats) -> VariantReport {
+    pub(super) fn new(
+        variant: Variant,
+        offered_pages_per_s: Option<f64>,
+        proxied: RunStats,
+        direct: RunStats,
+    ) -> VariantReport {
         let frac = |p: f64, d: f64| if d > 0.0 { p / d } else { 0.0 };
         let ratio = Ratios {
             requests_per_s: frac(proxied.requests_per_s, direct.requests_per_s),
@@ -57,6 +64,7 @@ impl VariantReport {
         };
         VariantReport {
             variant,
+            offered_pages_per_s,
             proxied,
             direct,
             ratio,
@@ -144,6 +152,14 @@ impl Report {
                 "",
                 r.cpu_ms_per_page_added
             );
+            if let Some(rate) = v.offered_pages_per_s {
+                let _ = writeln!(
+                    out,
+                    "  paced: {rate:.0} pages/s offered in all at random times; pages sent late (the \
+                     previous one still loading, latency counted from when due): proxied {}, direct {}",
+                    v.proxied.late_pages, v.direct.late_pages
+                );
+            }
             for sample in v
                 .proxied
                 .error_samples

@@ -1,6 +1,6 @@
 //! One virtual visitor, as a browser with an empty cache: load the page, read the assets it names
 //! (stylesheets, scripts, images), load them over up to six kept-alive connections, and again, until the
-//! time is up.
+//! time is up: back to back, or each page when its [`Pace`] says it is due.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::pace::{self, Pace};
 use super::stats::Stats;
 use super::target::{Sender, Target};
 use super::LoadError;
@@ -22,20 +23,45 @@ const ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// One asset: its host when it is not the page's, and its path with query.
 type Asset = (Option<String>, String);
 
-/// Loads `page` with its assets until `deadline`.
+/// Loads `page` with its assets until `deadline`, back to back or paced.
 pub(super) async fn run(
     target: Arc<Target>,
     page: String,
     deadline: Instant,
     stats: Arc<Stats>,
     id: u64,
+    mut pace: Option<Pace>,
 ) {
     let mut slots: Vec<Option<Sender>> = (0..CONNECTIONS).map(|_| None).collect();
     let mut n: u64 = 0;
+    let mut previous_done = Instant::now();
     while Instant::now() < deadline {
+        let mut held_since = None;
+        if let Some(pace) = pace.as_mut() {
+            let Some(due) = pace.next_before(deadline) else {
+                break;
+            };
+            held_since = pace::held_since(due, previous_done);
+            match held_since {
+                Some(_) => stats.late(),
+                None => tokio::time::sleep_until(due).await,
+            }
+        }
         n += 1;
         let unique = id << 32 | n;
-        let body = match fetch(&target, &mut slots[0], None, &page, unique, &stats, true).await {
+        let document = Load::Page { held_since };
+        let first = fetch(
+            &target,
+            &mut slots[0],
+            None,
+            &page,
+            unique,
+            &stats,
+            document,
+        )
+        .await;
+        previous_done = Instant::now();
+        let body = match first {
             Ok(body) => body,
             Err(e) => {
                 stats.error(e.to_string());
@@ -57,7 +83,15 @@ pub(super) async fn run(
             async move {
                 let mut ok = true;
                 for (host, path) in list {
-                    let got = fetch(target, slot, host.as_deref(), &path, unique, stats, false);
+                    let got = fetch(
+                        target,
+                        slot,
+                        host.as_deref(),
+                        &path,
+                        unique,
+                        stats,
+                        Load::Asset,
+                    );
                     if let Err(e) = got.await {
                         stats.error(e.to_string());
                         ok = false;
@@ -76,6 +110,16 @@ pub(super) async fn run(
     }
 }
 
+/// What one request loads.
+#[derive(Clone, Copy)]
+enum Load {
+    /// The document; `held_since` is when its latency started, if before its send (see `pace.rs`).
+    Page {
+        held_since: Option<Instant>,
+    },
+    Asset,
+}
+
 /// One GET on the connection in `slot` (made, or made again, as needed); returns the body and records it.
 async fn fetch(
     target: &Target,
@@ -84,11 +128,17 @@ async fn fetch(
     path: &str,
     unique: u64,
     stats: &Stats,
-    page: bool,
+    load: Load,
 ) -> Result<bytes::Bytes, LoadError> {
     let sender = ready(target, slot).await?;
     let req = target.request(host, path, unique)?;
-    let started = Instant::now();
+    let page = matches!(load, Load::Page { .. });
+    let started = match load {
+        Load::Page {
+            held_since: Some(since),
+        } => since,
+        _ => Instant::now(),
+    };
     // Only a page whose assets are to be loaded is kept; anything else is counted as it arrives, as a
     // browser's cache-less load would not copy it whole (and the generator shares the proxy's cores).
     let keep = page && target.assets;

@@ -1,0 +1,152 @@
+//! Paced visitors, for latency at a given load rather than at saturation.
+//!
+//! Back-to-back visitors measure throughput: with 8 requests always in flight, a page's latency is just
+//! 8 / pages-per-second (Little's law), whatever the proxy adds to one page. A paced visitor instead
+//! sends its pages at random (Poisson) times at a set mean rate, the same for the proxied and the direct
+//! side, so the difference in latency is what the proxy adds to a page at that load, queueing included.
+//!
+//! Latency is counted from when the page was due whenever the previous page on the connection was still
+//! loading then (its slowness held this one back: counting from the late send would hide it, the
+//! "coordinated omission" of closed-loop load generators). Otherwise it is counted from the send, since
+//! the timer waking a little after the due time is the generator's doing, not the proxy's.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+/// No gap is longer than this many mean gaps, so a run's rate cannot hinge on one unlucky draw.
+const MAX_GAP_IN_MEANS: f64 = 10.0;
+
+/// One visitor's schedule: when each of its pages is due.
+pub(super) struct Pace {
+    mean_gap: Duration,
+    rng: StdRng,
+    due: Instant,
+}
+
+impl Pace {
+    /// `rate` pages per second in total over `visitors` visitors; `id` staggers and seeds each visitor.
+    /// `None` for a rate that is not a positive, finite number.
+    pub(super) fn new(rate: f64, visitors: usize, id: u64, start: Instant) -> Option<Pace> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return None;
+        }
+        let mean_gap = Duration::try_from_secs_f64(visitors.max(1) as f64 / rate).ok()?;
+        let mut pace = Pace {
+            mean_gap,
+            rng: StdRng::seed_from_u64(id),
+            due: start,
+        };
+        pace.due = start + pace.gap();
+        Some(pace)
+    }
+
+    /// When the next page is due, moving on to the one after; `None` if it is due only after `deadline`.
+    pub(super) fn next_before(&mut self, deadline: Instant) -> Option<Instant> {
+        let due = self.due;
+        if due >= deadline {
+            return None;
+        }
+        let gap = self.gap();
+        self.due += gap;
+        Some(due)
+    }
+
+    /// An exponentially distributed gap (Poisson arrivals), capped.
+    fn gap(&mut self) -> Duration {
+        let uniform: f64 = self.rng.gen();
+        let means = (-(1.0 - uniform).ln()).min(MAX_GAP_IN_MEANS);
+        self.mean_gap.mul_f64(means)
+    }
+}
+
+/// When a paced page's latency starts if not at its send: when it was due, if the connection was still
+/// busy with the previous page then.
+pub(super) fn held_since(due: Instant, previous_done: Instant) -> Option<Instant> {
+    (previous_done > due).then_some(due)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_average_to_the_rate_over_the_visitors() {
+        let start = Instant::now();
+        // 400 pages/s over 8 visitors: one page each 20 ms on average.
+        let mut pace = Pace::new(400.0, 8, 3, start).expect("valid rate");
+        let far = start + Duration::from_secs(1_000_000);
+        let mut last = start;
+        for _ in 0..20_000 {
+            last = pace.next_before(far).expect("before the deadline");
+        }
+        let mean_ms = (last - start).as_secs_f64() * 1000.0 / 20_000.0;
+        assert!((19.0..21.0).contains(&mean_ms), "mean gap {mean_ms} ms");
+    }
+
+    #[test]
+    fn gaps_vary_and_are_capped() {
+        let start = Instant::now();
+        let mut pace = Pace::new(100.0, 1, 7, start).expect("valid rate");
+        let far = start + Duration::from_secs(1_000_000);
+        let (mut shortest, mut longest) = (Duration::MAX, Duration::ZERO);
+        let mut last = start;
+        for _ in 0..10_000 {
+            let due = pace.next_before(far).expect("before the deadline");
+            shortest = shortest.min(due - last);
+            longest = longest.max(due - last);
+            last = due;
+        }
+        // Mean 10 ms: Poisson arrivals give gaps well under and well over it, never above the cap.
+        assert!(shortest < Duration::from_millis(1), "{shortest:?}");
+        assert!(longest > Duration::from_millis(40), "{longest:?}");
+        assert!(longest <= Duration::from_millis(100), "{longest:?}");
+    }
+
+    #[test]
+    fn visitors_are_seeded_apart() {
+        let start = Instant::now();
+        let far = start + Duration::from_secs(60);
+        let mut a = Pace::new(100.0, 2, 0, start).expect("valid rate");
+        let mut b = Pace::new(100.0, 2, 1, start).expect("valid rate");
+        assert_ne!(a.next_before(far), b.next_before(far));
+    }
+
+    #[test]
+    fn nothing_is_due_after_the_deadline() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(100);
+        let mut pace = Pace::new(1000.0, 1, 0, start).expect("valid rate");
+        let mut pages = 0;
+        while let Some(due) = pace.next_before(deadline) {
+            assert!(due < deadline);
+            pages += 1;
+            assert!(
+                pages < 1_000,
+                "a 100 ms schedule at 1,000/s cannot hold 1,000 pages"
+            );
+        }
+        // About 100 pages are due in 100 ms at 1,000 a second.
+        assert!((50..150).contains(&pages), "{pages}");
+    }
+
+    #[test]
+    fn rates_that_are_not_positive_numbers_are_refused() {
+        let start = Instant::now();
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(Pace::new(rate, 8, 0, start).is_none(), "{rate}");
+        }
+    }
+
+    #[test]
+    fn a_page_held_back_by_the_previous_one_counts_from_when_it_was_due() {
+        let due = Instant::now();
+        let ms = Duration::from_millis;
+        // The previous page ended 3 ms after this one was due.
+        assert_eq!(held_since(due, due + ms(3)), Some(due));
+        // The connection was free: latency counts from the send, not the timer's own lateness.
+        assert_eq!(held_since(due, due - ms(1)), None);
+    }
+}
