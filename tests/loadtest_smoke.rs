@@ -25,6 +25,8 @@ async fn every_variant_runs_without_errors() {
             assert!(s.requests > 0, "{name} {side} made no request");
             assert!(s.pages > 0, "{name} {side} loaded no page");
         }
+        // The core speed was read around every variant (lol_html passing the load page through).
+        assert!(v.core_speed.before_mb_per_s > 0.0 && v.core_speed.after_mb_per_s > 0.0);
     }
     // The page names its stylesheets, scripts and images: a visitor loads more than the document.
     let find = |v: Variant| {

@@ -3,14 +3,16 @@
 //! in the same run; requests/s, MB/s, latency percentiles, errors and the proxied/direct ratios.
 //!
 //! `stack` starts the servers, `target` makes a visitor's connections, `visitor` is the browser-like
-//! script, `pace` its schedule when paced, `stats` the counters and histograms, `cpu` the CPU time used and the machine's share, `report`
-//! the table and JSON, `memory` the resident-memory measurements (a proxy in its own process). Loopback
-//! only; every loop is bounded by the deadline.
+//! script, `pace` its schedule when paced, `stats` the counters and histograms, `cpu` the CPU time used
+//! and the machine's share, `speed` how fast one core runs, `report` the table and JSON, `memory` the
+//! resident-memory measurements (a proxy in its own process). Loopback only; every loop is bounded by
+//! the deadline.
 
 mod cpu;
 mod memory;
 mod pace;
 mod report;
+mod speed;
 mod stack;
 mod stats;
 mod target;
@@ -27,6 +29,7 @@ use tokio::time::Instant;
 pub use cpu::CpuUse;
 pub use memory::{measure as measure_memory, MemoryOptions, MemoryReport, StreamReport};
 pub use report::{Report, VariantReport};
+pub use speed::Speed;
 pub use stats::RunStats;
 
 use stack::Stack;
@@ -143,10 +146,13 @@ pub enum LoadError {
 /// Runs every variant in `options`, each proxied then direct, in one process.
 pub async fn run(options: &Options) -> Result<Report, LoadError> {
     let load_before = report::load_average();
+    let page = std::fs::read(options.sites.join(SITE).join("index.html"))
+        .map_err(|e| LoadError::Setup(format!("the load page: {e}")))?;
+    let page = bytes::Bytes::from(page);
     let stack = Stack::start(options.sites.clone()).await?;
     let mut variants = Vec::new();
     for &variant in &options.variants {
-        let result = run_variant(&stack, variant, options).await;
+        let result = run_variant(&stack, variant, &page, options).await;
         match result {
             Ok(r) => variants.push(r),
             Err(e) => {
@@ -166,9 +172,11 @@ pub async fn run(options: &Options) -> Result<Report, LoadError> {
     })
 }
 
+/// One variant, proxied then direct, between two readings of the core speed (`speed.rs`) on `page`.
 async fn run_variant(
     stack: &Stack,
     variant: Variant,
+    page: &bytes::Bytes,
     options: &Options,
 ) -> Result<VariantReport, LoadError> {
     let (proxied, direct) = targets(stack, variant).await?;
@@ -179,9 +187,14 @@ async fn run_variant(
             options.rate
         )));
     }
+    let before_mb_per_s = speed::measure(page.clone()).await;
     let proxied = side(Arc::new(proxied), variant.path(), rate, options).await?;
     let direct = side(Arc::new(direct), variant.path(), rate, options).await?;
-    Ok(VariantReport::new(variant, rate, proxied, direct))
+    let speed = Speed {
+        before_mb_per_s,
+        after_mb_per_s: speed::measure(page.clone()).await,
+    };
+    Ok(VariantReport::new(variant, rate, speed, proxied, direct))
 }
 
 /// The proxied and the direct target of a variant.

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::memory::MemoryReport;
+use super::speed::Speed;
 use super::stats::RunStats;
 use super::Variant;
 
@@ -25,6 +26,8 @@ pub struct VariantReport {
     pub variant: Variant,
     /// Pages/s offered in all when paced (`page-paced`); `None` back to back.
     pub offered_pages_per_s: Option<f64>,
+    /// How fast a core ran before and after (`speed.rs`): read every other figure with it.
+    pub core_speed: Speed,
     pub proxied: RunStats,
     pub direct: RunStats,
     pub ratio: Ratios,
@@ -48,6 +51,7 @@ impl VariantReport {
     pub(super) fn new(
         variant: Variant,
         offered_pages_per_s: Option<f64>,
+        core_speed: Speed,
         proxied: RunStats,
         direct: RunStats,
     ) -> VariantReport {
@@ -65,6 +69,7 @@ impl VariantReport {
         VariantReport {
             variant,
             offered_pages_per_s,
+            core_speed,
             proxied,
             direct,
             ratio,
@@ -151,6 +156,12 @@ impl Report {
                 r.page_p99_added_ms,
                 "",
                 r.cpu_ms_per_page_added
+            );
+            let _ = writeln!(
+                out,
+                "  core speed (lol_html passing the page through, one core; the issue's reference ~1,500 \
+                 MB/s): {:.0} MB/s before, {:.0} after",
+                v.core_speed.before_mb_per_s, v.core_speed.after_mb_per_s
             );
             if let Some(rate) = v.offered_pages_per_s {
                 let _ = writeln!(
