@@ -5,10 +5,11 @@
 //! sends its pages at random (Poisson) times at a set mean rate, the same for the proxied and the direct
 //! side, so the difference in latency is what the proxy adds to a page at that load, queueing included.
 //!
-//! Latency is counted from when the page was due whenever the previous page on the connection was still
-//! loading then (its slowness held this one back: counting from the late send would hide it, the
-//! "coordinated omission" of closed-loop load generators). Otherwise it is counted from the send, since
-//! the timer waking a little after the due time is the generator's doing, not the proxy's.
+//! A page's latency is what it would have been had it been sent exactly when due: the time it took from
+//! its send to its last byte, plus however long the previous page on its connection, timed the same way,
+//! would still have been loading then. Counting only from the send would hide a slow page's cost to the
+//! next ("coordinated omission"); counting from when it was due would also charge the generator's own
+//! timer, which wakes up to a millisecond late, to whatever is measured.
 
 use std::time::Duration;
 
@@ -19,11 +20,14 @@ use tokio::time::Instant;
 /// No gap is longer than this many mean gaps, so a run's rate cannot hinge on one unlucky draw.
 const MAX_GAP_IN_MEANS: f64 = 10.0;
 
-/// One visitor's schedule: when each of its pages is due.
+/// One visitor's schedule: when each of its pages is due, and when its connection would be free.
 pub(super) struct Pace {
     mean_gap: Duration,
     rng: StdRng,
     due: Instant,
+    /// When the last page would have finished, had every page been sent when due or when the one
+    /// before it finished, whichever was later.
+    free_at: Option<Instant>,
 }
 
 impl Pace {
@@ -38,6 +42,7 @@ impl Pace {
             mean_gap,
             rng: StdRng::seed_from_u64(id),
             due: start,
+            free_at: None,
         };
         pace.due = start + pace.gap();
         Some(pace)
@@ -54,18 +59,26 @@ impl Pace {
         Some(due)
     }
 
+    /// The latency of the page that was due at `due` and took `took` from its send to its last byte, and
+    /// whether it had to wait for the one before it.
+    pub(super) fn latency(&mut self, due: Instant, took: Duration) -> (Duration, bool) {
+        let start = self.free_at.map_or(due, |free| free.max(due));
+        let done = start + took;
+        self.free_at = Some(done);
+        (done - due, start > due)
+    }
+
+    /// The page failed: the connection is made again, and nothing waits on it.
+    pub(super) fn failed(&mut self) {
+        self.free_at = None;
+    }
+
     /// An exponentially distributed gap (Poisson arrivals), capped.
     fn gap(&mut self) -> Duration {
         let uniform: f64 = self.rng.gen();
         let means = (-(1.0 - uniform).ln()).min(MAX_GAP_IN_MEANS);
         self.mean_gap.mul_f64(means)
     }
-}
-
-/// When a paced page's latency starts if not at its send: when it was due, if the connection was still
-/// busy with the previous page then.
-pub(super) fn held_since(due: Instant, previous_done: Instant) -> Option<Instant> {
-    (previous_done > due).then_some(due)
 }
 
 #[cfg(test)]
@@ -141,12 +154,19 @@ mod tests {
     }
 
     #[test]
-    fn a_page_held_back_by_the_previous_one_counts_from_when_it_was_due() {
-        let due = Instant::now();
+    fn a_page_waits_for_the_one_before_it_on_its_connection() {
+        let start = Instant::now();
+        let mut pace = Pace::new(100.0, 1, 0, start).expect("valid rate");
         let ms = Duration::from_millis;
-        // The previous page ended 3 ms after this one was due.
-        assert_eq!(held_since(due, due + ms(3)), Some(due));
-        // The connection was free: latency counts from the send, not the timer's own lateness.
-        assert_eq!(held_since(due, due - ms(1)), None);
+        // Due at 0 ms, took 5: free at 5.
+        assert_eq!(pace.latency(start, ms(5)), (ms(5), false));
+        // Due at 2 ms: it waits 3 ms, then takes 4.
+        assert_eq!(pace.latency(start + ms(2), ms(4)), (ms(7), true));
+        // Due at 20 ms, long after the connection was free (at 9): its own time only, however late the
+        // generator's timer actually sent it.
+        assert_eq!(pace.latency(start + ms(20), ms(1)), (ms(1), false));
+        // After a failure nothing waits on the connection.
+        pace.failed();
+        assert_eq!(pace.latency(start + ms(20), ms(2)), (ms(2), false));
     }
 }

@@ -166,9 +166,9 @@ impl Report {
             if let Some(rate) = v.offered_pages_per_s {
                 let _ = writeln!(
                     out,
-                    "  paced: {rate:.0} pages/s offered in all at random times; pages sent late (the \
-                     previous one still loading, latency counted from when due): proxied {}, direct {}",
-                    v.proxied.late_pages, v.direct.late_pages
+                    "  paced: {rate:.0} pages/s offered in all at random times; pages that waited for the \
+                     one before on their connection: proxied {}, direct {}",
+                    v.proxied.waited_pages, v.direct.waited_pages
                 );
             }
             for sample in v

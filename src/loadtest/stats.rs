@@ -21,7 +21,7 @@ pub(super) struct Stats {
     pages: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
-    late: AtomicU64,
+    waited: AtomicU64,
     all: Mutex<Histogram<u64>>,
     page: Mutex<Histogram<u64>>,
     samples: Mutex<Vec<String>>,
@@ -35,7 +35,7 @@ impl Stats {
             pages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            late: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
             all: Mutex::new(hist()?),
             page: Mutex::new(hist()?),
             samples: Mutex::new(Vec::new()),
@@ -60,9 +60,9 @@ impl Stats {
         self.pages.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A paced page sent late because the previous one on its connection had not finished when it was due.
-    pub(super) fn late(&self) {
-        self.late.fetch_add(1, Ordering::Relaxed);
+    /// A paced page that had to wait for the previous one on its connection (`pace.rs`).
+    pub(super) fn waited(&self) {
+        self.waited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn error(&self, what: String) {
@@ -93,7 +93,7 @@ impl Stats {
             requests,
             pages,
             errors: self.errors.load(Ordering::Relaxed),
-            late_pages: self.late.load(Ordering::Relaxed),
+            waited_pages: self.waited.load(Ordering::Relaxed),
             bytes,
             requests_per_s: requests as f64 / secs,
             pages_per_s: pages as f64 / secs,
@@ -130,9 +130,9 @@ pub struct RunStats {
     /// Pages loaded with all their assets.
     pub pages: u64,
     pub errors: u64,
-    /// Paced pages sent late, the previous page on their connection still loading when they were due
-    /// (their latency counts from when they were due); always 0 back to back.
-    pub late_pages: u64,
+    /// Paced pages that, sent when due, would have waited for the previous page on their connection (the
+    /// wait is part of their latency); always 0 back to back.
+    pub waited_pages: u64,
     /// Response body bytes.
     pub bytes: u64,
     pub requests_per_s: f64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::pace::{self, Pace};
+use super::pace::Pace;
 use super::stats::Stats;
 use super::target::{Sender, Target};
 use super::LoadError;
@@ -34,111 +34,114 @@ pub(super) async fn run(
 ) {
     let mut slots: Vec<Option<Sender>> = (0..CONNECTIONS).map(|_| None).collect();
     let mut n: u64 = 0;
-    let mut previous_done = Instant::now();
     while Instant::now() < deadline {
-        let mut held_since = None;
+        let mut paced = None;
         if let Some(pace) = pace.as_mut() {
             let Some(due) = pace.next_before(deadline) else {
                 break;
             };
-            held_since = pace::held_since(due, previous_done);
-            match held_since {
-                Some(_) => stats.late(),
-                None => tokio::time::sleep_until(due).await,
-            }
+            tokio::time::sleep_until(due).await;
+            paced = Some((pace, due));
         }
         n += 1;
         let unique = id << 32 | n;
-        let document = Load::Page { held_since };
-        let first = fetch(
-            &target,
-            &mut slots[0],
-            None,
-            &page,
-            unique,
-            &stats,
-            document,
-        )
-        .await;
-        previous_done = Instant::now();
-        let body = match first {
-            Ok(body) => body,
-            Err(e) => {
-                stats.error(e.to_string());
-                tokio::time::sleep(ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        if !target.assets {
-            stats.page_loaded();
+        let document = load_document(&target, &mut slots[0], &page, unique, &stats, paced);
+        let Some(body) = document.await else {
+            tokio::time::sleep(ERROR_PAUSE).await;
             continue;
-        }
-        let assets = assets(&body, &target);
-        let mut lists: Vec<Vec<Asset>> = (0..CONNECTIONS).map(|_| Vec::new()).collect();
-        for (i, asset) in assets.into_iter().enumerate() {
-            lists[i % CONNECTIONS].push(asset);
-        }
-        let loads = slots.iter_mut().zip(lists).map(|(slot, list)| {
-            let (target, stats) = (&target, &stats);
-            async move {
-                let mut ok = true;
-                for (host, path) in list {
-                    let got = fetch(
-                        target,
-                        slot,
-                        host.as_deref(),
-                        &path,
-                        unique,
-                        stats,
-                        Load::Asset,
-                    );
-                    if let Err(e) = got.await {
-                        stats.error(e.to_string());
-                        ok = false;
-                    }
-                }
-                ok
-            }
-        });
-        let all_ok = futures_util::future::join_all(loads)
-            .await
-            .into_iter()
-            .all(|ok| ok);
-        if all_ok {
+        };
+        if !target.assets || load_assets(&target, &mut slots, &body, unique, &stats).await {
             stats.page_loaded();
         }
     }
 }
 
-/// What one request loads.
-#[derive(Clone, Copy)]
-enum Load {
-    /// The document; `held_since` is when its latency started, if before its send (see `pace.rs`).
-    Page {
-        held_since: Option<Instant>,
-    },
-    Asset,
+/// The document, its latency recorded (as if sent when due, when paced); `None` if it failed.
+async fn load_document(
+    target: &Target,
+    slot: &mut Option<Sender>,
+    page: &str,
+    unique: u64,
+    stats: &Stats,
+    paced: Option<(&mut Pace, Instant)>,
+) -> Option<bytes::Bytes> {
+    match fetch(target, slot, None, page, unique, true).await {
+        Ok(got) => {
+            let took = match paced {
+                Some((pace, due)) => {
+                    let (latency, waited) = pace.latency(due, got.took);
+                    if waited {
+                        stats.waited();
+                    }
+                    latency
+                }
+                None => got.took,
+            };
+            stats.response(took, got.len, true);
+            Some(got.body)
+        }
+        Err(e) => {
+            if let Some((pace, _)) = paced {
+                pace.failed();
+            }
+            stats.error(e.to_string());
+            None
+        }
+    }
 }
 
-/// One GET on the connection in `slot` (made, or made again, as needed); returns the body and records it.
+/// The assets `body` names, spread over the visitor's connections; whether all of them loaded.
+async fn load_assets(
+    target: &Target,
+    slots: &mut [Option<Sender>],
+    body: &[u8],
+    unique: u64,
+    stats: &Stats,
+) -> bool {
+    let mut lists: Vec<Vec<Asset>> = (0..slots.len()).map(|_| Vec::new()).collect();
+    for (i, asset) in assets(body, target).into_iter().enumerate() {
+        lists[i % slots.len()].push(asset);
+    }
+    let loads = slots.iter_mut().zip(lists).map(|(slot, list)| async move {
+        let mut ok = true;
+        for (host, path) in list {
+            match fetch(target, slot, host.as_deref(), &path, unique, false).await {
+                Ok(got) => stats.response(got.took, got.len, false),
+                Err(e) => {
+                    stats.error(e.to_string());
+                    ok = false;
+                }
+            }
+        }
+        ok
+    });
+    futures_util::future::join_all(loads)
+        .await
+        .into_iter()
+        .all(|ok| ok)
+}
+
+/// One response read to its end.
+struct Fetched {
+    /// The body when it was kept (a page whose assets are to be loaded).
+    body: bytes::Bytes,
+    len: usize,
+    /// From the request's first byte sent to the response's last byte read.
+    took: Duration,
+}
+
+/// One GET on the connection in `slot` (made, or made again, as needed); `page` for the document.
 async fn fetch(
     target: &Target,
     slot: &mut Option<Sender>,
     host: Option<&str>,
     path: &str,
     unique: u64,
-    stats: &Stats,
-    load: Load,
-) -> Result<bytes::Bytes, LoadError> {
+    page: bool,
+) -> Result<Fetched, LoadError> {
     let sender = ready(target, slot).await?;
     let req = target.request(host, path, unique)?;
-    let page = matches!(load, Load::Page { .. });
-    let started = match load {
-        Load::Page {
-            held_since: Some(since),
-        } => since,
-        _ => Instant::now(),
-    };
+    let started = Instant::now();
     // Only a page whose assets are to be loaded is kept; anything else is counted as it arrives, as a
     // browser's cache-less load would not copy it whole (and the generator shares the proxy's cores).
     let keep = page && target.assets;
@@ -163,8 +166,11 @@ async fn fetch(
     if !status.is_success() {
         return Err(LoadError::Status(status.as_u16(), path.to_owned()));
     }
-    stats.response(started.elapsed(), body.len, page);
-    Ok(body.kept)
+    Ok(Fetched {
+        took: started.elapsed(),
+        len: body.len,
+        body: body.kept,
+    })
 }
 
 /// A response body read to its end: its length, and its bytes when asked to keep them.
