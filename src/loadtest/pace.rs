@@ -24,7 +24,8 @@ const MAX_GAP_IN_MEANS: f64 = 10.0;
 pub(super) struct Pace {
     mean_gap: Duration,
     rng: StdRng,
-    due: Instant,
+    /// `None` once the schedule runs past what an `Instant` can hold (an absurdly low rate).
+    due: Option<Instant>,
     /// When the last page would have finished, had every page been sent when due or when the one
     /// before it finished, whichever was later.
     free_at: Option<Instant>,
@@ -41,21 +42,17 @@ impl Pace {
         let mut pace = Pace {
             mean_gap,
             rng: StdRng::seed_from_u64(id),
-            due: start,
+            due: None,
             free_at: None,
         };
-        pace.due = start + pace.gap();
+        pace.due = pace.gap().and_then(|gap| start.checked_add(gap));
         Some(pace)
     }
 
     /// When the next page is due, moving on to the one after; `None` if it is due only after `deadline`.
     pub(super) fn next_before(&mut self, deadline: Instant) -> Option<Instant> {
-        let due = self.due;
-        if due >= deadline {
-            return None;
-        }
-        let gap = self.gap();
-        self.due += gap;
+        let due = self.due.filter(|&due| due < deadline)?;
+        self.due = self.gap().and_then(|gap| due.checked_add(gap));
         Some(due)
     }
 
@@ -73,11 +70,11 @@ impl Pace {
         self.free_at = None;
     }
 
-    /// An exponentially distributed gap (Poisson arrivals), capped.
-    fn gap(&mut self) -> Duration {
+    /// An exponentially distributed gap (Poisson arrivals), capped; `None` past what a `Duration` holds.
+    fn gap(&mut self) -> Option<Duration> {
         let uniform: f64 = self.rng.gen();
         let means = (-(1.0 - uniform).ln()).min(MAX_GAP_IN_MEANS);
-        self.mean_gap.mul_f64(means)
+        Duration::try_from_secs_f64(self.mean_gap.as_secs_f64() * means).ok()
     }
 }
 
@@ -150,6 +147,17 @@ mod tests {
         let start = Instant::now();
         for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(Pace::new(rate, 8, 0, start).is_none(), "{rate}");
+        }
+    }
+
+    #[test]
+    fn an_absurdly_low_rate_schedules_nothing_rather_than_overflowing() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(10);
+        for rate in [1e-18, f64::MIN_POSITIVE] {
+            if let Some(mut pace) = Pace::new(rate, 8, 0, start) {
+                assert_eq!(pace.next_before(deadline), None, "{rate}");
+            }
         }
     }
 
