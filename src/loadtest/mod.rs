@@ -145,6 +145,13 @@ pub enum LoadError {
 
 /// Runs every variant in `options`, each proxied then direct, in one process.
 pub async fn run(options: &Options) -> Result<Report, LoadError> {
+    let paced = options.variants.contains(&Variant::PagePaced);
+    if paced && !(options.rate.is_finite() && options.rate > 0.0) {
+        return Err(LoadError::Setup(format!(
+            "the page-paced rate must be a positive number of pages/s, not {}",
+            options.rate
+        )));
+    }
     let load_before = report::load_average();
     let page = std::fs::read(options.sites.join(SITE).join("index.html"))
         .map_err(|e| LoadError::Setup(format!("the load page: {e}")))?;
@@ -181,12 +188,6 @@ async fn run_variant(
 ) -> Result<VariantReport, LoadError> {
     let (proxied, direct) = targets(stack, variant).await?;
     let rate = (variant == Variant::PagePaced).then_some(options.rate);
-    if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err(LoadError::Setup(format!(
-            "the page-paced rate must be a positive number of pages/s, not {}",
-            options.rate
-        )));
-    }
     let before_mb_per_s = speed::measure(page.clone()).await;
     let proxied = side(Arc::new(proxied), variant.path(), rate, options).await?;
     let direct = side(Arc::new(direct), variant.path(), rate, options).await?;
