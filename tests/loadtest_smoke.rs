@@ -58,21 +58,22 @@ async fn every_variant_runs_without_errors() {
 #[tokio::test]
 async fn a_paced_rate_that_is_not_a_positive_number_is_refused_before_anything_runs() {
     for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        // No fixture sites here, and the back-to-back variant first: anything that read the page, started
+        // the servers or ran `page` would fail on that first, with another message.
         let options = loadtest::Options {
             visitors: 2,
-            duration: Duration::from_secs(60),
+            duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
             rate,
-            // The back-to-back variant first: it must not run either.
             variants: vec![Variant::Page, Variant::PagePaced],
-            sites: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sites"),
+            sites: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("no-such-sites"),
         };
-        let started = std::time::Instant::now();
         let refused = loadtest::run(&options)
             .await
             .expect_err("a bad rate is refused");
-        assert!(refused.to_string().contains("rate"), "{refused}");
-        // Refused up front, not after a 60 s side of `page`.
-        assert!(started.elapsed() < Duration::from_secs(30), "{rate}");
+        assert!(
+            refused.to_string().contains("page-paced rate"),
+            "{rate}: {refused}"
+        );
     }
 }
