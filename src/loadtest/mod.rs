@@ -146,7 +146,7 @@ pub enum LoadError {
 /// Runs every variant in `options`, each proxied then direct, in one process.
 pub async fn run(options: &Options) -> Result<Report, LoadError> {
     let paced = options.variants.contains(&Variant::PagePaced);
-    if paced && !(options.rate.is_finite() && options.rate > 0.0) {
+    if paced && !pace::is_rate(options.rate) {
         return Err(LoadError::Setup(format!(
             "the page-paced rate must be a positive number of pages/s, not {}",
             options.rate

@@ -31,11 +31,16 @@ pub(super) struct Pace {
     free_at: Option<Instant>,
 }
 
+/// Whether `rate` (pages/s) can pace anything: a positive, finite number.
+pub(super) fn is_rate(rate: f64) -> bool {
+    rate.is_finite() && rate > 0.0
+}
+
 impl Pace {
     /// `rate` pages per second in total over `visitors` visitors; `id` staggers and seeds each visitor.
-    /// `None` for a rate that is not a positive, finite number.
+    /// `None` for a rate that is not [`is_rate`].
     pub(super) fn new(rate: f64, visitors: usize, id: u64, start: Instant) -> Option<Pace> {
-        if !(rate.is_finite() && rate > 0.0) {
+        if !is_rate(rate) {
             return None;
         }
         let mean_gap = Duration::try_from_secs_f64(visitors.max(1) as f64 / rate).ok()?;

@@ -13,7 +13,7 @@ use serde::Serialize;
 /// How long one measurement runs, and at most how many passes it makes.
 const SAMPLE: Duration = Duration::from_millis(300);
 const MAX_PASSES: usize = 10_000;
-/// The chunk size of the proxy's body stream.
+/// Fed in chunks as a body stream would be; the size barely matters (docs/PERFORMANCE.md, seventh pass).
 const CHUNK: usize = 16 * 1024;
 
 /// The index before a variant's proxied side and after its direct side.
