@@ -113,10 +113,13 @@ struct LoadtestArgs {
     /// Concurrent virtual visitors, each loading a page and its assets over up to six connections.
     #[arg(long, default_value_t = 8)]
     visitors: usize,
-    /// Seconds measured per side (proxied, then direct) of each variant.
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds measured per side (proxied and direct) in each round of a variant.
+    #[arg(long, default_value_t = 4.0)]
     duration: f64,
-    /// Unmeasured seconds before each side (connections made, caches filled).
+    /// Rounds of both sides per variant, alternating which goes first; ratios are their medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// Unmeasured seconds before each side of the first round (connections made, caches filled).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Pages per second offered in all by the page-paced variant's visitors (on each side).
@@ -232,6 +235,7 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), String> {
     let options = loadtest::Options {
         visitors: args.visitors.max(1),
         duration: seconds(args.duration)?,
+        rounds: args.rounds as usize,
         warmup: seconds(args.warmup)?,
         rate: args.rate,
         variants,

@@ -1,5 +1,6 @@
-//! CI's short pass of the load test: every variant for about a second per side with a few visitors,
-//! asserting that requests were made and none failed. No timing is asserted: the machine is shared.
+//! CI's short pass of the load test: every variant in two rounds of under a second per side with a few
+//! visitors, asserting that requests were made and none failed. No timing is asserted: the machine is
+//! shared.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use cobrowse_proxy::loadtest::{self, Variant};
 async fn every_variant_runs_without_errors() {
     let options = loadtest::Options {
         visitors: 2,
-        duration: Duration::from_millis(1500),
+        duration: Duration::from_millis(750),
+        rounds: 2,
         warmup: Duration::from_millis(200),
         rate: 200.0,
         variants: Variant::ALL.to_vec(),
@@ -25,8 +27,37 @@ async fn every_variant_runs_without_errors() {
             assert!(s.requests > 0, "{name} {side} made no request");
             assert!(s.pages > 0, "{name} {side} loaded no page");
         }
-        // The core speed was read around every variant (lol_html passing the load page through).
-        assert!(v.core_speed.before_mb_per_s > 0.0 && v.core_speed.after_mb_per_s > 0.0);
+        // The core speed was read before the first round and after each (lol_html passing the page).
+        assert_eq!(
+            v.core_speed_mb_per_s.len(),
+            3,
+            "{:?}",
+            v.core_speed_mb_per_s
+        );
+        assert!(v.core_speed_mb_per_s.iter().all(|&s| s > 0.0));
+        // Two rounds, the order alternating; each side's figures pool both rounds.
+        let order: Vec<bool> = v.rounds.iter().map(|r| r.proxied_first).collect();
+        assert_eq!(order, [true, false]);
+        for (side, pooled, of_round) in [
+            (
+                "proxied",
+                &v.proxied,
+                v.rounds.iter().map(|r| &r.proxied).collect::<Vec<_>>(),
+            ),
+            (
+                "direct",
+                &v.direct,
+                v.rounds.iter().map(|r| &r.direct).collect(),
+            ),
+        ] {
+            let name = v.variant.name();
+            assert!(
+                of_round.iter().all(|s| s.requests > 0),
+                "{name} {side}: a round made no request"
+            );
+            let sum: u64 = of_round.iter().map(|s| s.requests).sum();
+            assert_eq!(pooled.requests, sum, "{name} {side}");
+        }
     }
     // The page names its stylesheets, scripts and images: a visitor loads more than the document.
     let find = |v: Variant| {
@@ -41,8 +72,8 @@ async fn every_variant_runs_without_errors() {
     // The page variant loads the document alone.
     let page = find(Variant::Page);
     assert_eq!(page.proxied.requests, page.proxied.pages);
-    // Paced visitors send no more than their schedule: 200 pages/s for 1.5 s is about 300 (back to back,
-    // the direct side alone loads thousands).
+    // Paced visitors send no more than their schedule: 200 pages/s for 2 × 0.75 s is about 300 (back to
+    // back, the direct side alone loads thousands).
     let paced = find(Variant::PagePaced);
     assert_eq!(paced.offered_pages_per_s, Some(200.0));
     assert_eq!(paced.direct.requests, paced.direct.pages);
@@ -63,6 +94,7 @@ async fn a_paced_rate_that_is_not_a_positive_number_is_refused_before_anything_r
         let options = loadtest::Options {
             visitors: 2,
             duration: Duration::from_secs(1),
+            rounds: 1,
             warmup: Duration::ZERO,
             rate,
             variants: vec![Variant::Page, Variant::PagePaced],

@@ -68,6 +68,27 @@ impl CpuMark {
     }
 }
 
+impl CpuUse {
+    /// Several windows as one, each weighted by its wall-clock time.
+    pub(super) fn pooled(windows: impl Iterator<Item = (CpuUse, Duration)>) -> CpuUse {
+        let (mut process_s, mut wall, mut steal, mut others) = (0.0, 0.0, 0.0, 0.0);
+        for (used, took) in windows {
+            let took = took.as_secs_f64();
+            process_s += used.process_s;
+            wall += took;
+            steal += used.steal_pct * took;
+            others += used.others_pct * took;
+        }
+        let per_wall = |x: f64| if wall > 0.0 { x / wall } else { 0.0 };
+        CpuUse {
+            process_s,
+            cores: per_wall(process_s),
+            steal_pct: per_wall(steal),
+            others_pct: per_wall(others),
+        }
+    }
+}
+
 /// Steal and other processes' busy time between two readings, as percentages of the machine's time.
 /// Other processes' time is the machine's busy time less ours (never below zero: ticks are coarse).
 fn shares(before: MachineTicks, after: MachineTicks, ours_s: f64, hz: u64) -> (f64, f64) {
@@ -119,6 +140,27 @@ fn parse_cpu_line(line: &str) -> Option<MachineTicks> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_windows_by_their_wall_time() {
+        let window = |process_s, steal_pct| CpuUse {
+            process_s,
+            cores: 0.0,
+            steal_pct,
+            others_pct: 0.0,
+        };
+        let pooled = CpuUse::pooled(
+            [
+                (window(1.0, 0.0), Duration::from_secs(1)),
+                (window(3.0, 4.0), Duration::from_secs(3)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(pooled.process_s, 4.0);
+        assert_eq!(pooled.cores, 1.0);
+        assert_eq!(pooled.steal_pct, 3.0);
+        assert_eq!(CpuUse::pooled(std::iter::empty()).cores, 0.0);
+    }
 
     #[test]
     fn reads_the_machine_line() {

@@ -28,8 +28,7 @@ use tokio::time::Instant;
 
 pub use cpu::CpuUse;
 pub use memory::{measure as measure_memory, MemoryOptions, MemoryReport, StreamReport};
-pub use report::{Report, VariantReport};
-pub use speed::Speed;
+pub use report::{Ratios, Report, Round, VariantReport};
 pub use stats::RunStats;
 
 use stack::Stack;
@@ -113,9 +112,11 @@ impl FromStr for Variant {
 pub struct Options {
     /// Concurrent virtual visitors (each with up to six connections).
     pub visitors: usize,
-    /// Measured time per side (proxied, then direct) of each variant.
+    /// Measured time per side (proxied and direct) in each round of a variant.
     pub duration: Duration,
-    /// Unmeasured load before each side: connections made, caches filled.
+    /// Rounds of both sides per variant, in alternating order; the ratios reported are their medians.
+    pub rounds: usize,
+    /// Unmeasured load before each side of the first round: connections made, caches filled.
     pub warmup: Duration,
     /// Pages per second offered in all by the `page-paced` visitors, on each side.
     pub rate: f64,
@@ -172,6 +173,7 @@ pub async fn run(options: &Options) -> Result<Report, LoadError> {
     Ok(Report {
         visitors: options.visitors,
         duration_s: options.duration.as_secs_f64(),
+        rounds: options.rounds.max(1),
         load_average_before: load_before,
         load_average_after: report::load_average(),
         variants,
@@ -179,7 +181,9 @@ pub async fn run(options: &Options) -> Result<Report, LoadError> {
     })
 }
 
-/// One variant, proxied then direct, between two readings of the core speed (`speed.rs`) on `page`.
+/// One variant: `options.rounds` rounds of both sides, the order alternating (proxied first, then direct
+/// first, …) so that a machine speeding up or slowing down during the variant favours neither side. The
+/// core speed (`speed.rs`) is read before the first round and after each.
 async fn run_variant(
     stack: &Stack,
     variant: Variant,
@@ -187,15 +191,30 @@ async fn run_variant(
     options: &Options,
 ) -> Result<VariantReport, LoadError> {
     let (proxied, direct) = targets(stack, variant).await?;
+    let (proxied, direct) = (Arc::new(proxied), Arc::new(direct));
     let rate = (variant == Variant::PagePaced).then_some(options.rate);
-    let before_mb_per_s = speed::measure(page.clone()).await;
-    let proxied = side(Arc::new(proxied), variant.path(), rate, options).await?;
-    let direct = side(Arc::new(direct), variant.path(), rate, options).await?;
-    let speed = Speed {
-        before_mb_per_s,
-        after_mb_per_s: speed::measure(page.clone()).await,
-    };
-    Ok(VariantReport::new(variant, rate, speed, proxied, direct))
+    let mut core_speed = vec![speed::measure(page.clone()).await];
+    let mut rounds = Vec::new();
+    for round in 0..options.rounds.max(1) {
+        // Caches and upstream connections stay filled between rounds: only the first warms up.
+        let warmup = if round == 0 {
+            options.warmup
+        } else {
+            Duration::ZERO
+        };
+        let side = |target| side(target, variant.path(), rate, warmup, options);
+        let proxied_first = round % 2 == 0;
+        let (p, d) = if proxied_first {
+            let p = side(&proxied).await?;
+            (p, side(&direct).await?)
+        } else {
+            let d = side(&direct).await?;
+            (side(&proxied).await?, d)
+        };
+        core_speed.push(speed::measure(page.clone()).await);
+        rounds.push((proxied_first, p, d));
+    }
+    VariantReport::new(variant, rate, core_speed, rounds)
 }
 
 /// The proxied and the direct target of a variant.
@@ -247,24 +266,29 @@ async fn targets(stack: &Stack, variant: Variant) -> Result<(Target, Target), Lo
 
 /// A warm-up, then `options.visitors` visitors for `options.duration`, paced at `rate` pages/s if given.
 async fn side(
-    target: Arc<Target>,
+    target: &Arc<Target>,
     path: &str,
     rate: Option<f64>,
+    warmup: Duration,
     options: &Options,
-) -> Result<RunStats, LoadError> {
+) -> Result<stats::Measured, LoadError> {
     let load = |duration| Load {
-        target: &target,
+        target,
         path,
         visitors: options.visitors,
         rate,
         duration,
     };
-    if !options.warmup.is_zero() {
-        let _ = load(options.warmup).run().await?;
+    if !warmup.is_zero() {
+        let _ = load(warmup).run().await?;
     }
     let cpu = cpu::CpuMark::now();
     let (stats, elapsed) = load(options.duration).run().await?;
-    Ok(stats.summary(elapsed, cpu.used()))
+    Ok(stats::Measured {
+        stats,
+        elapsed,
+        cpu: cpu.used(),
+    })
 }
 
 /// One bounded stretch of load on one side.

@@ -3,25 +3,17 @@
 //!
 //! The machine's two vCPUs are shared, and their speed moves by a factor of two within minutes without
 //! any steal showing (docs/PERFORMANCE.md). Every figure of a run is only comparable with another run's
-//! next to this index, measured between variants when nothing else of the run is working.
+//! next to this index, measured between rounds when nothing else of the run is working.
 
 use std::time::{Duration, Instant};
 
 use lol_html::{HtmlRewriter, Settings};
-use serde::Serialize;
 
 /// How long one measurement runs, and at most how many passes it makes.
 const SAMPLE: Duration = Duration::from_millis(300);
 const MAX_PASSES: usize = 10_000;
 /// Fed in chunks as a body stream would be; the size barely matters (docs/PERFORMANCE.md, seventh pass).
 const CHUNK: usize = 16 * 1024;
-
-/// The index before a variant's proxied side and after its direct side.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Speed {
-    pub before_mb_per_s: f64,
-    pub after_mb_per_s: f64,
-}
 
 /// MB/s of lol_html passing `page` through, on this thread (blocking for about [`SAMPLE`]).
 pub(super) fn passthrough_mb_per_s(page: &[u8]) -> f64 {

@@ -1,7 +1,7 @@
 //! What one run measured: counters and latency histograms shared by every visitor, and their summary.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -73,6 +73,31 @@ impl Stats {
         }
     }
 
+    /// Adds `other`'s counts, latencies and error samples to these: rounds of one side pooled.
+    pub(super) fn absorb(&self, other: &Stats) {
+        for (mine, theirs) in [
+            (&self.requests, &other.requests),
+            (&self.pages, &other.pages),
+            (&self.bytes, &other.bytes),
+            (&self.errors, &other.errors),
+            (&self.waited, &other.waited),
+        ] {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        for (mine, theirs) in [(&self.all, &other.all), (&self.page, &other.page)] {
+            let theirs = theirs.lock().unwrap_or_else(|p| p.into_inner());
+            let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
+            // Same bounds on both sides, so every value fits; a value that did not would be clamped.
+            for v in theirs.iter_recorded() {
+                mine.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        let theirs = other.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mine = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let room = ERROR_SAMPLES.saturating_sub(mine.len());
+        mine.extend(theirs.iter().take(room).cloned());
+    }
+
     pub(super) fn summary(&self, elapsed: Duration, cpu: CpuUse) -> RunStats {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let all = self.all.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,6 +141,30 @@ impl Stats {
     }
 }
 
+/// One measured stretch of one side, kept whole so that rounds can be pooled.
+pub(super) struct Measured {
+    pub(super) stats: Arc<Stats>,
+    pub(super) elapsed: Duration,
+    pub(super) cpu: CpuUse,
+}
+
+impl Measured {
+    pub(super) fn summary(&self) -> RunStats {
+        self.stats.summary(self.elapsed, self.cpu)
+    }
+
+    /// Every stretch as one: counts and latencies together, over their time together.
+    pub(super) fn pooled(all: &[&Measured]) -> Result<RunStats, hdrhistogram::CreationError> {
+        let pooled = Stats::new()?;
+        for m in all {
+            pooled.absorb(&m.stats);
+        }
+        let elapsed = all.iter().map(|m| m.elapsed).sum();
+        let cpu = CpuUse::pooled(all.iter().map(|m| (m.cpu, m.elapsed)));
+        Ok(pooled.summary(elapsed, cpu))
+    }
+}
+
 fn record(hist: &Mutex<Histogram<u64>>, micros: u64) {
     let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
     // In bounds by construction (clamped above), so saturating never changes a value.
@@ -152,4 +201,49 @@ pub struct RunStats {
     /// CPU time, cores kept busy, and what steal and other processes took of the machine meanwhile.
     pub cpu: CpuUse,
     pub error_samples: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(latencies_ms: &[u64], secs: u64, cpu_s: f64) -> Measured {
+        let stats = Stats::new().expect("histogram");
+        for &ms in latencies_ms {
+            stats.response(Duration::from_millis(ms), 1_000, true);
+            stats.page_loaded();
+        }
+        stats.error(format!("error after {secs} s"));
+        Measured {
+            stats: Arc::new(stats),
+            elapsed: Duration::from_secs(secs),
+            cpu: CpuUse {
+                process_s: cpu_s,
+                cores: cpu_s / secs as f64,
+                steal_pct: 0.0,
+                others_pct: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn pooled_rounds_count_and_rank_every_request_together() {
+        let fast = measured(&[1, 1, 1], 1, 0.5);
+        let slow = measured(&[9, 9, 9, 9, 9], 3, 1.5);
+        let pooled = Measured::pooled(&[&fast, &slow]).expect("pooled");
+        assert_eq!(pooled.requests, 8);
+        assert_eq!(pooled.pages, 8);
+        assert_eq!(pooled.errors, 2);
+        assert_eq!(pooled.error_samples.len(), 2);
+        assert_eq!(pooled.bytes, 8_000);
+        assert!((pooled.requests_per_s - 2.0).abs() < 1e-9);
+        // Five of the eight took 9 ms: the pooled median is theirs, not an average of two medians.
+        assert!(
+            (pooled.page_p50_ms - 9.0).abs() < 0.01,
+            "{}",
+            pooled.page_p50_ms
+        );
+        assert!((pooled.cpu.cores - 0.5).abs() < 1e-9);
+        assert!((pooled.cpu_ms_per_page - 250.0).abs() < 1e-9);
+    }
 }
