@@ -125,6 +125,13 @@ pub struct Options {
     pub sites: PathBuf,
 }
 
+impl Options {
+    /// Rounds per variant: at least one, whatever was asked.
+    fn rounds(&self) -> usize {
+        self.rounds.max(1)
+    }
+}
+
 /// Why a load test could not run (failed requests are counted, not raised).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -142,6 +149,8 @@ pub enum LoadError {
     Status(u16, String),
     #[error("histogram: {0}")]
     Histogram(#[from] hdrhistogram::CreationError),
+    #[error("pooling rounds: {0}")]
+    Pooling(#[from] hdrhistogram::AdditionError),
 }
 
 /// Runs every variant in `options`, each proxied then direct, in one process.
@@ -173,7 +182,7 @@ pub async fn run(options: &Options) -> Result<Report, LoadError> {
     Ok(Report {
         visitors: options.visitors,
         duration_s: options.duration.as_secs_f64(),
-        rounds: options.rounds.max(1),
+        rounds: options.rounds(),
         load_average_before: load_before,
         load_average_after: report::load_average(),
         variants,
@@ -195,7 +204,7 @@ async fn run_variant(
     let rate = (variant == Variant::PagePaced).then_some(options.rate);
     let mut core_speed = vec![speed::measure(page.clone()).await];
     let mut rounds = Vec::new();
-    for round in 0..options.rounds.max(1) {
+    for round in 0..options.rounds() {
         // Caches and upstream connections stay filled between rounds: only the first warms up.
         let warmup = if round == 0 {
             options.warmup

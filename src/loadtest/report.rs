@@ -49,7 +49,7 @@ pub struct Round {
 }
 
 /// Proxied against direct: throughput as a fraction of direct, latency as milliseconds added.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Ratios {
     pub requests_per_s: f64,
     pub pages_per_s: f64,

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::cpu::CpuUse;
+use super::LoadError;
 
 /// Most error messages kept as examples; the count covers the rest.
 const ERROR_SAMPLES: usize = 5;
@@ -74,7 +75,7 @@ impl Stats {
     }
 
     /// Adds `other`'s counts, latencies and error samples to these: rounds of one side pooled.
-    pub(super) fn absorb(&self, other: &Stats) {
+    pub(super) fn absorb(&self, other: &Stats) -> Result<(), hdrhistogram::AdditionError> {
         for (mine, theirs) in [
             (&self.requests, &other.requests),
             (&self.pages, &other.pages),
@@ -87,15 +88,14 @@ impl Stats {
         for (mine, theirs) in [(&self.all, &other.all), (&self.page, &other.page)] {
             let theirs = theirs.lock().unwrap_or_else(|p| p.into_inner());
             let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
-            // Same bounds on both sides, so every value fits; a value that did not would be clamped.
-            for v in theirs.iter_recorded() {
-                mine.saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
+            // Same bounds on both sides (`Stats::new`), so every value fits.
+            mine.add(&*theirs)?;
         }
         let theirs = other.samples.lock().unwrap_or_else(|p| p.into_inner());
         let mut mine = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let room = ERROR_SAMPLES.saturating_sub(mine.len());
         mine.extend(theirs.iter().take(room).cloned());
+        Ok(())
     }
 
     pub(super) fn summary(&self, elapsed: Duration, cpu: CpuUse) -> RunStats {
@@ -154,10 +154,10 @@ impl Measured {
     }
 
     /// Every stretch as one: counts and latencies together, over their time together.
-    pub(super) fn pooled(all: &[&Measured]) -> Result<RunStats, hdrhistogram::CreationError> {
+    pub(super) fn pooled(all: &[&Measured]) -> Result<RunStats, LoadError> {
         let pooled = Stats::new()?;
         for m in all {
-            pooled.absorb(&m.stats);
+            pooled.absorb(&m.stats)?;
         }
         let elapsed = all.iter().map(|m| m.elapsed).sum();
         let cpu = CpuUse::pooled(all.iter().map(|m| (m.cpu, m.elapsed)));
