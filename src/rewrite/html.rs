@@ -60,14 +60,12 @@ struct Doc {
     split: Option<split::Pending>,
     /// What is known of lol_html's namespace stack (`split.rs`).
     foreign: split::Foreign,
-    /// Set when this document is such a speculative rewrite and it is no longer wanted.
-    cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Doc {
     /// The state a rewrite starting at a start tag mid-document needs, given that this document's
-    /// rewrite reached that tag with the agent injected and no `<base>` after `base_seen`'s value.
-    fn fork(&self, cancelled: Arc<std::sync::atomic::AtomicBool>) -> Doc {
+    /// rewrite reaches that tag with the agent injected and no `<base>` after `base_seen`'s value.
+    fn fork(&self) -> Doc {
         Doc {
             map: self.map.clone(),
             url: self.url.clone(),
@@ -85,7 +83,6 @@ impl Doc {
             split: None,
             // The fork is used only if the first rewriter reaches its tag with the stack plain HTML.
             foreign: split::Foreign::Clear,
-            cancelled: Some(cancelled),
         }
     }
 }
@@ -138,7 +135,6 @@ impl HtmlTransform {
             input: raw::RawInput::default(),
             split: None,
             foreign: split::Foreign::Clear,
-            cancelled: None,
         });
         HtmlTransform {
             rewriter: Some(recipe.rewriter()),
@@ -201,7 +197,7 @@ impl Transform for HtmlTransform {
         out.reserve(chunk.len() + chunk.len() / 8);
         let _running = split::Running::enter();
         match split::worth_splitting(self, &chunk) {
-            Some(at) => split::write_split(self, chunk, at, out),
+            Some(cuts) => split::write_split(self, chunk, &cuts, out),
             None => self.feed_whole(chunk, out),
         }
     }
@@ -224,10 +220,8 @@ fn full_settings(recipe: &Recipe) -> Settings<'static, 'static> {
     let settings = base_settings(recipe.charset, recipe.memory_limit)
         // The only element selector: see `element.rs` for why one catch-all beats one selector per attribute.
         .append_element_content_handler(element!("*", move |el| {
-            match scope::with_doc(|doc| element::on_element(el, doc, &agent_tag)) {
-                Some(element::Outcome::Cancelled) => Err(Box::new(split::Cancelled)),
-                _ => Ok(()),
-            }
+            scope::with_doc(|doc| element::on_element(el, doc, &agent_tag));
+            Ok(())
         }))
         .append_document_content_handler(end!(move |end| {
             if scope::with_doc(|doc| !doc.injected).unwrap_or(false) {

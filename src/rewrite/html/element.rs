@@ -12,8 +12,6 @@
 use lol_html::html_content::{Element, SourceLocation};
 use lol_html::send::SendHandlerTypes;
 
-use std::sync::atomic::Ordering;
-
 use super::raw::RawInput;
 use super::{escape_attribute, split, Doc, ScriptKind};
 use crate::byte_set::byte_set;
@@ -240,24 +238,11 @@ struct Pending<'a> {
 /// The `*` handler: agent injection, every URL-bearing attribute, then the elements with a job of their
 /// own (`<base>`, `<meta http-equiv>`, `integrity`, the kind of a `<script>`), in that order, so `<base>`
 /// sees its own `href` already rewritten as the separate handlers did.
-/// What the element handler tells lol_html.
-pub(super) enum Outcome {
-    Done,
-    /// This document is a speculative rewrite that is no longer wanted (`split.rs`): stop.
-    Cancelled,
-}
-
-pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) -> Outcome {
-    if d.cancelled
-        .as_ref()
-        .is_some_and(|c| c.load(Ordering::Relaxed))
-    {
-        return Outcome::Cancelled;
-    }
+pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
     let written = Written::of(el, &d.input);
     if let Some(pending) = d.split.as_mut() {
         if split::hand_over(el, pending, (d.injected, d.base_seen, d.foreign)) {
-            return Outcome::Done;
+            return;
         }
     }
     let tag = Tag::of_element(el, written);
@@ -295,7 +280,6 @@ pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) -> O
         }
         _ => {}
     }
-    Outcome::Done
 }
 
 /// The attributes of `el` that may need work, in document order.

@@ -1,51 +1,50 @@
-//! One large chunk rewritten on two cores: the chunk's second part by a second rewriter on another thread,
-//! started speculatively at a start tag there, while this rewriter does the first part.
+//! One large chunk rewritten on two cores: cut at start tags into parts, each part but the first by a
+//! fresh rewriter started speculatively at its tag, the parts taken by this thread from the front and by a
+//! helper thread from the back.
 //!
 //! A page usually reaches the rewriter as one chunk (the origin's response, read at once), and lol_html
 //! rewrites it on one core: about a millisecond for 100 KB here, most of a page's added latency
 //! (docs/PERFORMANCE.md, tenth pass). When no other rewrite is running, the other core is idle, so the
-//! chunk is cut at a start tag a little past its middle and the part from there is handed to a fresh
-//! rewriter on a blocking-pool thread.
+//! chunk is cut into parts of at least [`MIN_PART`] (`parts.rs` runs them). Taking parts from both ends
+//! keeps the two threads busy until they meet, however unevenly a page's cost lies (a head full of
+//! inline scripts costs more per byte than a list of links).
 //!
-//! lol_html cannot be told what state the document is in at that tag, so the second rewriter *assumes*
-//! a fresh rewriter's: the tokenizer at a tag in the data state, HTML (not SVG or MathML) content, the
-//! agent already injected, the `<base>` this rewriter knew when it started, and an encoding no `<meta>`
-//! can change (it was declared in the header, or there is no recipe to split with). This rewriter checks
-//! each of those when it reaches the tag ([`hand_over`]): its element handler must fire for that very
-//! tag (a `<` inside a comment, script, attribute value or `<textarea>` is no tag to it), with the agent
-//! injected, no `<base>` since the fork, and no `<svg>` or `<math>` start tag before it (foreign content
-//! is the one context lol_html keeps past a tag, in its namespace stack). The selectors (`*`, and the
-//! text of `<style>` and `<script>`) need nothing of the open elements but whether the text is inside a
-//! `<style>` or `<script>`, which a data-state tag rules out.
+//! lol_html cannot be told what state the document is in at a tag, so a part's rewriter *assumes* a
+//! fresh rewriter's: the tokenizer at a tag in the data state, HTML (not SVG or MathML) content, the agent
+//! already injected, the `<base>` the document's rewriter knew when the parts were cut, and an encoding no
+//! `<meta>` can change (it was declared in the header; without that there is no recipe to split with).
+//! The rewriter of the part before checks each of those when it reaches the tag ([`hand_over`]): its
+//! element handler must fire for that very tag (a `<` inside a comment, script, attribute value or
+//! `<textarea>` is no tag to it), with the agent injected, no `<base>` since the cut, and lol_html's
+//! namespace stack plain HTML ([`Foreign`]: the one context its tokenizer keeps past a tag). The selectors
+//! (`*`, and the text of `<style>` and `<script>`) need nothing of the open elements but whether the text
+//! is inside a `<style>` or `<script>`, which a data-state tag rules out.
 //!
-//! If every check holds, this rewriter marks the tag's place in its output and stops; its output up to the
-//! mark and the second rewriter's output make the chunk, and the second rewriter carries on with the
-//! document. If one fails, the second is cancelled and this rewriter goes on through the chunk as it would
-//! have without the split. Either way the output is byte for byte one rewriter's (`tests.rs` compares at
-//! every tag of the corpus pages and of pages built to trip the checks). When the helper thread has not
-//! picked the second part up by the time the first is done, this thread takes it back and rewrites it
-//! itself, so a busy machine loses only the second rewriter's setup.
+//! If every check holds, the rewriter before marks the tag's place in its output and stops there; the
+//! outputs join at the marks, and the last part's rewriter carries on with the document. If one fails,
+//! the part after is dropped and the rewriter before goes on through it as it would have without the cut.
+//! Either way the output is byte for byte one rewriter's (`tests.rs` compares at every tag of the corpus
+//! pages and of pages built to trip the checks).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, LazyLock, Mutex, PoisonError};
+mod parts;
 
-use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+
 use lol_html::html_content::{ContentType, Element};
-use lol_html::send::{HtmlRewriter, SendHandlerTypes};
+use lol_html::send::SendHandlerTypes;
 
-use super::{scope, Doc, HtmlTransform};
-use crate::rewrite::RewriteError;
+use super::{scope, HtmlTransform};
 
-/// Chunks smaller than this are rewritten whole: the second thread's wake-up and rewriter setup would eat
-/// most of what halving a smaller rewrite saves.
-const MIN_CHUNK: usize = 32 << 10;
+/// The smallest part: a rewriter's setup and the other thread's wake-up cost about what rewriting a few
+/// KB does, so smaller parts would eat what they save.
+const MIN_PART: usize = 24 << 10;
 
-/// Where the search for the tag to split at starts, in percent of the chunk: a little past half, as the
-/// second part starts later (the helper thread wakes up) and this thread checks the split.
-const SPLIT_PERCENT: usize = 45;
+/// The most parts a chunk is cut into: enough for the two threads to meet near the middle.
+const MAX_PARTS: usize = 8;
 
-/// How far past that point a tag to split at is looked for.
-const SEARCH: usize = 16 << 10;
+/// How far past each even cut a tag to cut at is looked for.
+const SEARCH: usize = 8 << 10;
 
 /// A start tag longer than this is not split at.
 const MAX_TAG: usize = 1 << 10;
@@ -84,18 +83,13 @@ impl Drop for Running {
     }
 }
 
-/// The handler error that stops a cancelled second rewriter.
-#[derive(Debug, thiserror::Error)]
-#[error("speculative rewrite cancelled")]
-pub(super) struct Cancelled;
-
-/// A split in progress, kept in the first rewriter's document state while it rewrites the first part.
+/// A cut the document's current rewriter is checking as it rewrites the part before it.
 pub(super) struct Pending {
-    /// Document offset of the start tag the second part begins at.
+    /// Document offset (for this rewriter) of the start tag the next part begins at.
     at: usize,
-    /// Whether a `<base href>` had been seen when the second rewriter was forked.
+    /// Whether a `<base href>` had been seen when the parts were cut.
     base_seen: bool,
-    /// The first rewriter reached the tag with every check holding, and marked it.
+    /// The rewriter reached the tag with every check holding, and marked it.
     reached: bool,
 }
 
@@ -105,9 +99,9 @@ pub(super) static JOINED: LazyLock<prometheus_client::metrics::counter::Counter>
 pub(super) static FELL_BACK: LazyLock<prometheus_client::metrics::counter::Counter> =
     LazyLock::new(Default::default);
 
-/// Where to split `chunk`, when it is worth it now: `(tag start, tag end)` within the chunk.
-pub(super) fn worth_splitting(t: &HtmlTransform, chunk: &[u8]) -> Option<(usize, usize)> {
-    if chunk.len() < MIN_CHUNK
+/// Where to cut `chunk`, when it is worth it now: `(tag start, tag end)` of each part after the first.
+pub(super) fn worth_splitting(t: &HtmlTransform, chunk: &[u8]) -> Option<Vec<(usize, usize)>> {
+    if chunk.len() < 2 * MIN_PART
         || *CORES < 2
         || t.recipe.is_none()
         || RUNNING.load(Ordering::Relaxed) > 1
@@ -119,13 +113,29 @@ pub(super) fn worth_splitting(t: &HtmlTransform, chunk: &[u8]) -> Option<(usize,
     {
         return None;
     }
-    split_point(chunk)
+    let cuts = cut_points(chunk);
+    (!cuts.is_empty()).then_some(cuts)
 }
 
-/// A start tag of one of [`SPLIT_TAGS`] a little past the middle of `chunk`, whose `>` is in the chunk.
-/// Only a candidate: whether it is a tag at all is for the first rewriter to find.
-pub(super) fn split_point(chunk: &[u8]) -> Option<(usize, usize)> {
-    let from = chunk.len() * SPLIT_PERCENT / 100;
+/// Start tags of [`SPLIT_TAGS`] near even cuts of `chunk` into parts of at least [`MIN_PART`], each
+/// with its `>` in the chunk. Only candidates: whether each is a tag at all is for the rewriter before it
+/// to find.
+pub(super) fn cut_points(chunk: &[u8]) -> Vec<(usize, usize)> {
+    let parts = (chunk.len() / MIN_PART).clamp(1, MAX_PARTS);
+    let mut cuts: Vec<(usize, usize)> = Vec::with_capacity(parts);
+    for i in 1..parts {
+        let even = chunk.len() * i / parts;
+        let after_last = cuts.last().map_or(0, |&(_, end)| end);
+        if let Some(cut) = tag_near(chunk, even.max(after_last)) {
+            cuts.push(cut);
+        }
+    }
+    cuts
+}
+
+/// The first start tag of one of [`SPLIT_TAGS`] within [`SEARCH`] bytes from `from`, whose `>` is in
+/// the chunk before its last byte.
+fn tag_near(chunk: &[u8], from: usize) -> Option<(usize, usize)> {
     let until = chunk.len().min(from + SEARCH);
     let window = chunk.get(from..until)?;
     memchr::memchr_iter(b'<', window)
@@ -148,8 +158,8 @@ pub(super) fn split_point(chunk: &[u8]) -> Option<(usize, usize)> {
         })
 }
 
-/// The first rewriter's element handler, while a split is pending: `true` when `el` is the tag the
-/// second part starts at and every check holds (the tag is then marked and left to the second rewriter).
+/// The element handler of the rewriter before a cut: `true` when `el` is the tag the next part starts at
+/// and every check holds (the tag is then marked and left to the next part's rewriter).
 pub(super) fn hand_over(
     el: &mut Element<'_, '_, SendHandlerTypes>,
     p: &mut Pending,
@@ -247,189 +257,6 @@ fn open_region(el: &mut Element<'_, '_, SendHandlerTypes>) -> Foreign {
     Foreign::Region { clean: true }
 }
 
-/// Rewrites `chunk` in two parts at `(at, tag_end)`, the second on another thread (see the module notes).
-pub(super) fn write_split(
-    t: &mut HtmlTransform,
-    chunk: Bytes,
-    at: (usize, usize),
-    out: &mut Vec<u8>,
-) -> Result<(), RewriteError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => split_with(t, chunk, at, Some(&runtime), out).map(drop),
-        Err(_) => t.feed_whole(chunk, out),
-    }
-}
-
-/// How a split went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Split {
-    /// The second rewriter's output was used, and it carries on with the document.
-    Joined,
-    /// A check failed: the first rewriter did the whole chunk.
-    FellBack,
-}
-
-/// [`write_split`] with the second part offered to a thread of `helper`'s blocking pool, or with no helper
-/// (the first thread then takes the part back, as it does when the helper is late).
-pub(super) fn split_with(
-    t: &mut HtmlTransform,
-    chunk: Bytes,
-    (at, tag_end): (usize, usize),
-    helper: Option<&tokio::runtime::Handle>,
-    out: &mut Vec<u8>,
-) -> Result<Split, RewriteError> {
-    let (Some(recipe), Some(doc)) = (t.recipe.as_ref(), t.doc.as_mut()) else {
-        return t.feed_whole(chunk, out).map(|()| Split::FellBack);
-    };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let second = Job {
-        rewriter: recipe.rewriter(),
-        doc: Some(Box::new(doc.fork(cancel.clone()))),
-        input: chunk.slice(at..),
-    };
-    let offer = Offer::new(second);
-    if let Some(helper) = helper {
-        let helper_offer = offer.clone();
-        helper.spawn_blocking(move || helper_offer.run_if_unclaimed());
-    }
-
-    let start = doc.input.end();
-    doc.input.push(chunk.clone());
-    doc.split = Some(Pending {
-        at: start + at,
-        base_seen: doc.base_seen,
-        reached: false,
-    });
-    let first = t.feed(&chunk[..at], out);
-    let mark_from = out.len();
-    let first = first.and_then(|()| t.feed(&chunk[at..tag_end], out));
-    let reached = t
-        .doc
-        .as_mut()
-        .and_then(|d| d.split.take())
-        .is_some_and(|p| p.reached);
-    if first.is_err() || !reached {
-        cancel.store(true, Ordering::Relaxed);
-        offer.withdraw();
-        FELL_BACK.inc();
-        first?;
-        return t.feed(&chunk[tag_end..], out).map(|()| Split::FellBack);
-    }
-    let Some(mark) = memchr::memmem::find(&out[mark_from..], MARK.as_bytes()) else {
-        // The mark is written whenever the split is reached; without it the cut is unknown.
-        t.rewriter = None;
-        return Err(RewriteError::Html("split rewrite lost its mark".into()));
-    };
-    out.truncate(mark_from + mark);
-    let Some(done) = offer.take_result() else {
-        t.rewriter = None;
-        return Err(RewriteError::Html(
-            "split rewrite's second part failed".into(),
-        ));
-    };
-    JOINED.inc();
-    out.extend_from_slice(&done.out);
-    t.doc = done.doc;
-    if done.result.is_err() {
-        t.rewriter = None;
-    } else {
-        t.rewriter = Some(done.rewriter);
-    }
-    done.result.map(|()| Split::Joined)
-}
-
-/// The second part's rewrite: a fresh rewriter, its forked document state and its input.
-struct Job {
-    rewriter: HtmlRewriter<'static, scope::Sink>,
-    doc: Option<Box<Doc>>,
-    input: Bytes,
-}
-
-struct Done {
-    rewriter: HtmlRewriter<'static, scope::Sink>,
-    doc: Option<Box<Doc>>,
-    out: Vec<u8>,
-    result: Result<(), RewriteError>,
-}
-
-impl Job {
-    fn run(mut self) -> Done {
-        let _running = Running::enter();
-        let mut out = Vec::with_capacity(self.input.len() + self.input.len() / 8);
-        if let Some(doc) = self.doc.as_mut() {
-            doc.input.push(self.input.clone());
-        }
-        let result = {
-            let _lent = scope::lend(&mut out, &mut self.doc);
-            self.rewriter.write(&self.input)
-        };
-        Done {
-            rewriter: self.rewriter,
-            doc: self.doc,
-            out,
-            result: result.map_err(|e| RewriteError::Html(e.to_string())),
-        }
-    }
-}
-
-/// The second part, offered to a helper thread; whichever of it and the first thread claims it first
-/// runs it.
-#[derive(Clone)]
-struct Offer(Arc<OfferState>);
-
-struct OfferState {
-    job: Mutex<Option<Job>>,
-    done_tx: Mutex<Option<mpsc::SyncSender<Done>>>,
-    done_rx: Mutex<mpsc::Receiver<Done>>,
-}
-
-impl Offer {
-    fn new(job: Job) -> Offer {
-        let (tx, rx) = mpsc::sync_channel(1);
-        Offer(Arc::new(OfferState {
-            job: Mutex::new(Some(job)),
-            done_tx: Mutex::new(Some(tx)),
-            done_rx: Mutex::new(rx),
-        }))
-    }
-
-    fn claim(&self) -> Option<Job> {
-        self.0
-            .job
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-
-    /// The helper thread's side.
-    fn run_if_unclaimed(&self) {
-        let tx = self
-            .0
-            .done_tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let (Some(job), Some(tx)) = (self.claim(), tx) {
-            let _ = tx.send(job.run());
-        }
-    }
-
-    /// The first thread's side once its part is done: the second part's result, rewritten here if the
-    /// helper has not started it; `None` if the helper died with it.
-    fn take_result(&self) -> Option<Done> {
-        if let Some(job) = self.claim() {
-            return Some(job.run());
-        }
-        self.0
-            .done_rx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .recv()
-            .ok()
-    }
-
-    /// The split failed: the helper, if it has not started, finds nothing to do.
-    fn withdraw(&self) {
-        drop(self.claim());
-    }
-}
+#[cfg(test)]
+pub(super) use parts::split_with;
+pub(super) use parts::write_split;

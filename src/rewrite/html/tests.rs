@@ -324,7 +324,13 @@ mod split_tests {
     //! A split rewrite (`split.rs`) must give exactly one rewriter's output, wherever it is tried.
 
     use super::*;
-    use crate::rewrite::html::split::{split_point, split_with, Split};
+    use crate::rewrite::html::split::{cut_points, split_with};
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Split {
+        Joined,
+        FellBack,
+    }
 
     fn whole(input: &[u8]) -> Vec<u8> {
         run_chunks(input, &mut || usize::MAX, encoding_rs::UTF_8)
@@ -346,8 +352,13 @@ mod split_tests {
             .iter()
             .position(|&b| b == b'>')
             .map_or(chunk.len(), |i| at + i + 1);
-        let how = split_with(&mut t, chunk, (at, tag_end), helper, &mut out).unwrap();
+        let joined = split_with(&mut t, chunk, &[(at, tag_end)], helper, &mut out).unwrap();
         t.end(&mut out).unwrap();
+        let how = if joined == 1 {
+            Split::Joined
+        } else {
+            Split::FellBack
+        };
         (out, how)
     }
 
@@ -537,19 +548,83 @@ mod split_tests {
     }
 
     #[test]
-    fn split_points_are_ordinary_start_tags_past_the_middle() {
-        let mut chunk = vec![b'x'; 21_000];
+    fn cuts_are_ordinary_start_tags_near_even_parts() {
+        let mut chunk = vec![b'x'; 26_000];
         chunk.extend_from_slice(b"<svg></svg><divx><div class=a>after</div>");
-        chunk.extend_from_slice(&[b'y'; 19_000]);
-        let (at, end) = split_point(&chunk).unwrap();
+        chunk.extend_from_slice(&[b'y'; 24_000]);
+        let cuts = cut_points(&chunk);
+        assert_eq!(cuts.len(), 1);
+        let (at, end) = cuts[0];
         assert_eq!(&chunk[at..end], b"<div class=a>");
-        // Nothing to split at past the middle: no split.
+        // Nothing to cut at near the middle: no cut.
         let mut early = b"<div>".to_vec();
-        early.extend_from_slice(&[b'x'; 40_000]);
-        assert_eq!(split_point(&early), None);
-        // A tag whose `>` is the chunk's last byte leaves nothing for the second part.
-        let mut last = vec![b'x'; 40_000];
+        early.extend_from_slice(&[b'x'; 50_000]);
+        assert!(cut_points(&early).is_empty());
+        // A tag whose `>` is the chunk's last byte leaves nothing for the part after it.
+        let mut last = vec![b'x'; 48_000];
         last.extend_from_slice(b"<p>");
-        assert_eq!(split_point(&last), None);
+        assert!(cut_points(&last).is_empty());
+        // A 100 KB page of tags: four parts, cuts in order.
+        let page: Vec<u8> = b"<li>item</li>".repeat(100_000 / 13);
+        let cuts = cut_points(&page);
+        assert_eq!(cuts.len(), 3);
+        assert!(cuts.windows(2).all(|w| w[0].1 <= w[1].0));
+    }
+
+    /// Several cuts at once, at random start tags, with and without the helper: one rewriter's output.
+    #[test]
+    fn many_cuts_give_one_rewriters_output() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
+        let shop = std::fs::read(root.join("shop-100k.html")).unwrap();
+        let mut tricky = String::from(HEAD);
+        for fragment in TRICKY.iter().chain(FOREIGN) {
+            tricky.push_str(fragment);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (page, head, rounds) in [
+            (shop.as_slice(), 2048, 6),
+            (tricky.as_bytes(), HEAD.len(), 60),
+        ] {
+            let expected = whole(page);
+            let chunk = Bytes::copy_from_slice(&page[head..]);
+            let starts: Vec<usize> = memchr::memchr_iter(b'<', &chunk)
+                .filter(|&i| i > 0 && chunk.get(i + 1).is_some_and(u8::is_ascii_alphabetic))
+                .collect();
+            let mut joined_any = 0;
+            for round in 0..rounds {
+                let mut picked: Vec<usize> = (0..rng.gen_range(2..6))
+                    .map(|_| starts[rng.gen_range(0..starts.len())])
+                    .collect();
+                picked.sort_unstable();
+                picked.dedup();
+                let mut cuts: Vec<(usize, usize)> = Vec::new();
+                for at in picked {
+                    let Some(gt) = chunk[at..].iter().position(|&b| b == b'>') else {
+                        continue;
+                    };
+                    let end = at + gt + 1;
+                    if end < chunk.len() && cuts.last().is_none_or(|&(_, e)| e <= at) {
+                        cuts.push((at, end));
+                    }
+                }
+                let mut t = transform(encoding_rs::UTF_8);
+                let mut out = Vec::new();
+                t.write(Bytes::copy_from_slice(&page[..head]), &mut out)
+                    .unwrap();
+                let helper = (round % 2 == 0).then(|| runtime.handle());
+                joined_any += split_with(&mut t, chunk.clone(), &cuts, helper, &mut out).unwrap();
+                t.end(&mut out).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&expected),
+                    "cuts {cuts:?}"
+                );
+            }
+            assert!(joined_any > 0);
+        }
     }
 }
