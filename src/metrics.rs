@@ -72,6 +72,18 @@ impl Metrics {
             rewritten_bodies.clone(),
         );
         let cache = CacheMetrics::register(&mut registry);
+        // Process-wide, as the rewriters that count them are (a split is a property of the rewrite).
+        let (joined, fell_back) = crate::rewrite::html::split_counters();
+        registry.register(
+            "html_splits_joined",
+            "Large HTML chunks rewritten in two parts on two cores",
+            joined,
+        );
+        registry.register(
+            "html_splits_fell_back",
+            "Two-part rewrites whose second part was dropped (the first rewriter went on alone)",
+            fell_back,
+        );
         Metrics {
             registry,
             requests,

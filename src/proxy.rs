@@ -261,7 +261,7 @@ async fn response_body(
         max_output: shared.config.limits.max_decoded_body,
         max_ratio: shared.config.limits.max_decode_ratio,
     };
-    let decoded = rewrite::decode(Box::pin(data), plan.coding, limits);
+    let decoded = rewrite::read_ahead(rewrite::decode(Box::pin(data), plan.coding, limits));
     let mut out = TransformStream::new(decoded, transform);
     let first = match out.next().await {
         Some(Err(e)) => return Err(body_error(&host, e)),

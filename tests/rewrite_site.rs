@@ -470,3 +470,56 @@ async fn rewritten_output_does_not_depend_on_how_upstream_chunks_arrive() {
     }
     stack.stop().await;
 }
+
+/// The value of a counter in the proxy's `/metrics`.
+async fn metric(stack: &Stack, name: &str) -> f64 {
+    let text = stack.get(&format!("{}/metrics", stack.public)).await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+/// A 96 KB page from a TLS origin (16 KiB records, read ahead and gathered: `src/rewrite/ahead.rs`) is
+/// rewritten in parts on both cores (`src/rewrite/html/split.rs`, whose unit tests compare that with one
+/// rewriter byte for byte); here through the real server: parts joined, and the page is whole: every tag
+/// once, the agent once, every absolute URL in an attribute rewritten, and no join mark left in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_page_is_rewritten_in_parts_and_comes_out_whole() {
+    let stack = start().await;
+    let (_, visitor) = stack.session("https://load.shop.test/").await;
+    let original =
+        std::fs::read_to_string(support::sites_root().join("load.shop.test/index.html")).unwrap();
+    let joined_before = metric(&stack, "cobrowse_html_splits_joined_total").await;
+    // A split is tried only when no other rewrite is running, and only on what has arrived when the
+    // rewriter asks; tests in this binary run alongside, so a few loads make sure one had its chance.
+    let mut html = String::new();
+    for _ in 0..20 {
+        let page = stack.get(&visitor).await;
+        assert_eq!(page.status, StatusCode::OK);
+        html = page.text();
+        if metric(&stack, "cobrowse_html_splits_joined_total").await > joined_before {
+            break;
+        }
+    }
+    assert!(
+        metric(&stack, "cobrowse_html_splits_joined_total").await > joined_before,
+        "no split joined in 20 loads"
+    );
+    assert_eq!(html.matches("/__cobrowse/agent.js").count(), 1);
+    assert!(
+        !html.contains("cobrowse-split"),
+        "a join mark was left in the page"
+    );
+    // The agent's `<script></script>` is the only markup added.
+    assert_eq!(html.matches('<').count(), original.matches('<').count() + 2);
+    for quoted in ["=\"http://", "=\"https://", "=\"//"] {
+        let left: Vec<&str> = html
+            .match_indices(quoted)
+            .map(|(i, _)| &html[i..(i + 60).min(html.len())])
+            // Proxy hosts, and the agent's own script on the public origin.
+            .filter(|u| !u.contains(".localhost") && !u[2..].starts_with(&stack.public))
+            .collect();
+        assert!(left.is_empty(), "absolute URLs left as they were: {left:?}");
+    }
+    stack.stop().await;
+}

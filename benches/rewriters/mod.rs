@@ -28,12 +28,10 @@ pub fn map() -> ProxyMap {
     )
 }
 
-/// One page through our rewriter. The script cache is shared across pages, as the proxy shares one:
-/// building it per page (a moka cache) would charge every document a cost production pays once.
-#[inline(never)] // a frame of its own, for profiles
-pub fn ours(page: &bytes::Bytes, url: &Url, scripts: &Arc<ScriptCache>) -> usize {
+/// Our rewriter for a page of `url`, as the proxy builds it for the fixture origin's pages.
+pub fn our_transform(url: &Url, scripts: &Arc<ScriptCache>) -> HtmlTransform {
     let map = map();
-    let mut t = HtmlTransform::new(HtmlContext {
+    HtmlTransform::new(HtmlContext {
         agent_tag: cobrowse_proxy::agent::script_tag(map.public(), map.session(), "nonce"),
         map,
         url: url.clone(),
@@ -50,7 +48,31 @@ pub fn ours(page: &bytes::Bytes, url: &Url, scripts: &Arc<ScriptCache>) -> usize
         memory_limit: 16 << 20,
         inline_limit: 4 << 20,
         scripts: scripts.clone(),
-    });
+    })
+}
+
+/// One page through our rewriter as one chunk, the way the proxy most often gets a page from an origin
+/// nearby; split across two cores or not.
+#[inline(never)] // a frame of its own, for profiles
+pub fn ours_one_chunk(
+    page: &bytes::Bytes,
+    url: &Url,
+    scripts: &Arc<ScriptCache>,
+    split: bool,
+) -> usize {
+    let t = our_transform(url, scripts);
+    let mut t = if split { t } else { t.on_one_core() };
+    let mut out = Vec::new();
+    t.write(page.clone(), &mut out).unwrap();
+    t.end(&mut out).unwrap();
+    std::hint::black_box(out).len()
+}
+
+/// One page through our rewriter. The script cache is shared across pages, as the proxy shares one:
+/// building it per page (a moka cache) would charge every document a cost production pays once.
+#[inline(never)] // a frame of its own, for profiles
+pub fn ours(page: &bytes::Bytes, url: &Url, scripts: &Arc<ScriptCache>) -> usize {
+    let mut t = our_transform(url, scripts);
     // Shared chunks in, and a new buffer per chunk out, handed on and dropped, as the proxy's body
     // stream does.
     let mut n = 0;

@@ -56,6 +56,35 @@ struct Doc {
     scripts: Arc<ScriptCache>,
     /// The input being parsed, for reading attributes without lol_html's allocating accessors.
     input: raw::RawInput,
+    /// A rewrite of the rest of this chunk speculatively started on another thread (`split.rs`).
+    split: Option<split::Pending>,
+    /// What is known of lol_html's namespace stack (`split.rs`).
+    foreign: split::Foreign,
+}
+
+impl Doc {
+    /// The state a rewrite starting at a start tag mid-document needs, given that this document's
+    /// rewrite reaches that tag with the agent injected and no `<base>` after `base_seen`'s value.
+    fn fork(&self) -> Doc {
+        Doc {
+            map: self.map.clone(),
+            url: self.url.clone(),
+            target: self.target.clone(),
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            base_seen: self.base_seen,
+            injected: true,
+            inline: String::new(),
+            inline_overflow: false,
+            inline_limit: self.inline_limit,
+            script: ScriptKind::Other,
+            scripts: self.scripts.clone(),
+            input: raw::RawInput::default(),
+            split: None,
+            // The fork is used only if the first rewriter reaches its tag with the stack plain HTML.
+            foreign: split::Foreign::Clear,
+        }
+    }
 }
 
 /// The rewriter, behind the [`Transform`] interface the body pipeline drives.
@@ -64,44 +93,113 @@ pub struct HtmlTransform {
     /// The full rewrite's state, which is handed each input chunk (see `raw.rs`) and lent to the handlers
     /// during each call (`scope.rs`); `None` for the injection-only rewrite.
     doc: Option<Box<Doc>>,
+    /// How to start a second rewriter mid-document, for splitting a large chunk across two cores
+    /// (`split.rs`); `None` for the injection-only rewrite and for pages whose encoding may still change.
+    recipe: Option<Recipe>,
+}
+
+/// What builds a full rewriter: the same for the document's first rewriter and any started mid-way.
+#[derive(Clone)]
+struct Recipe {
+    agent_tag: Arc<str>,
+    charset: Charset,
+    memory_limit: usize,
+}
+
+impl Recipe {
+    fn rewriter(&self) -> HtmlRewriter<'static, scope::Sink> {
+        HtmlRewriter::new(full_settings(self), scope::Sink)
+    }
 }
 
 impl HtmlTransform {
     pub fn new(ctx: HtmlContext) -> HtmlTransform {
-        let (settings, doc) = settings(ctx);
-        let mut transform = HtmlTransform::with_settings(settings);
-        transform.doc = Some(doc);
-        transform
+        let recipe = Recipe {
+            agent_tag: ctx.agent_tag.into(),
+            charset: ctx.charset,
+            memory_limit: ctx.memory_limit,
+        };
+        let doc = Box::new(Doc {
+            map: ctx.map,
+            base: ctx.url.clone(),
+            url: ctx.url,
+            target: ctx.target,
+            agent: ctx.agent,
+            base_seen: false,
+            injected: false,
+            inline: String::new(),
+            inline_overflow: false,
+            inline_limit: ctx.inline_limit,
+            script: ScriptKind::Other,
+            scripts: ctx.scripts,
+            input: raw::RawInput::default(),
+            split: None,
+            foreign: split::Foreign::Clear,
+        });
+        HtmlTransform {
+            rewriter: Some(recipe.rewriter()),
+            doc: Some(doc),
+            // A `<meta charset>` may switch an undeclared encoding mid-document, which a rewriter started
+            // after it would not know.
+            recipe: recipe.charset.declared.then_some(recipe),
+        }
+    }
+
+    /// Never splits a chunk across two cores (`split.rs`): for comparing the two in benches.
+    pub fn on_one_core(mut self) -> HtmlTransform {
+        self.recipe = None;
+        self
     }
 
     pub(super) fn with_settings(settings: Settings<'static, 'static>) -> HtmlTransform {
         HtmlTransform {
             rewriter: Some(HtmlRewriter::new(settings, scope::Sink)),
             doc: None,
+            recipe: None,
         }
     }
 }
 
-impl Transform for HtmlTransform {
-    fn write(&mut self, chunk: Bytes, out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        let Some(rewriter) = self.rewriter.as_mut() else {
-            out.extend_from_slice(&chunk);
-            return Ok(());
-        };
-        // A rewritten page is a little longer than the original: one allocation, not a doubling series.
-        out.reserve(chunk.len() + chunk.len() / 8);
+impl HtmlTransform {
+    /// Hands `chunk` to the rewriter whole: the input kept for the handlers, then one `write`.
+    fn feed_whole(&mut self, chunk: Bytes, out: &mut Vec<u8>) -> Result<(), RewriteError> {
         if let Some(doc) = self.doc.as_mut() {
             doc.input.push(chunk.clone());
         }
+        self.feed(&chunk, out)
+    }
+
+    /// One `write` of bytes already in the kept input, with the output and document lent to the handlers.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        let Some(rewriter) = self.rewriter.as_mut() else {
+            out.extend_from_slice(bytes);
+            return Ok(());
+        };
         let result = {
             let _lent = scope::lend(out, &mut self.doc);
-            rewriter.write(&chunk)
+            rewriter.write(bytes)
         };
         result.map_err(|e| {
             // With graceful bail-out the rewriter already flushed the unprocessed input as it was.
             self.rewriter = None;
             RewriteError::Html(e.to_string())
         })
+    }
+}
+
+impl Transform for HtmlTransform {
+    fn write(&mut self, chunk: Bytes, out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        if self.rewriter.is_none() {
+            out.extend_from_slice(&chunk);
+            return Ok(());
+        }
+        // A rewritten page is a little longer than the original: one allocation, not a doubling series.
+        out.reserve(chunk.len() + chunk.len() / 8);
+        let _running = split::Running::enter();
+        match split::worth_splitting(self, &chunk) {
+            Some(cuts) => split::write_split(self, chunk, &cuts, out),
+            None => self.feed_whole(chunk, out),
+        }
     }
 
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), RewriteError> {
@@ -115,25 +213,11 @@ impl Transform for HtmlTransform {
     }
 }
 
-fn settings(ctx: HtmlContext) -> (Settings<'static, 'static>, Box<Doc>) {
-    let agent_tag: Arc<str> = ctx.agent_tag.into();
-    let agent_tag_end = agent_tag.clone();
-    let doc = Box::new(Doc {
-        map: ctx.map,
-        base: ctx.url.clone(),
-        url: ctx.url,
-        target: ctx.target,
-        agent: ctx.agent,
-        base_seen: false,
-        injected: false,
-        inline: String::new(),
-        inline_overflow: false,
-        inline_limit: ctx.inline_limit,
-        script: ScriptKind::Other,
-        scripts: ctx.scripts,
-        input: raw::RawInput::default(),
-    });
-    let settings = base_settings(ctx.charset, ctx.memory_limit)
+/// The full rewrite's handlers around one document state lent per call (`scope.rs`).
+fn full_settings(recipe: &Recipe) -> Settings<'static, 'static> {
+    let agent_tag = recipe.agent_tag.clone();
+    let agent_tag_end = recipe.agent_tag.clone();
+    let settings = base_settings(recipe.charset, recipe.memory_limit)
         // The only element selector: see `element.rs` for why one catch-all beats one selector per attribute.
         .append_element_content_handler(element!("*", move |el| {
             scope::with_doc(|doc| element::on_element(el, doc, &agent_tag));
@@ -145,7 +229,15 @@ fn settings(ctx: HtmlContext) -> (Settings<'static, 'static>, Box<Doc>) {
             }
             Ok(())
         }));
-    (add_inline_text(settings), doc)
+    add_inline_text(settings)
+}
+
+/// The split counters (`split.rs`), for `/metrics`: joined, fell back.
+pub fn split_counters() -> (
+    prometheus_client::metrics::counter::Counter,
+    prometheus_client::metrics::counter::Counter,
+) {
+    (split::JOINED.clone(), split::FELL_BACK.clone())
 }
 
 /// What every document rewrite starts from: its encoding (which a `<meta charset>` may change only when
@@ -399,6 +491,7 @@ fn rewrite_inline_text(
 mod element;
 mod raw;
 mod scope;
+mod split;
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //!
 //! `plan` is the only place that decides *whether*; the transforms (`html`, `css`) only know *how*.
 
+mod ahead;
 pub mod css;
 mod decode;
 pub mod html;
@@ -21,7 +22,8 @@ use futures_util::Stream;
 use http::{header, HeaderMap, Method, StatusCode};
 use lol_html::AsciiCompatibleEncoding;
 
-pub use decode::{decode, Coding, DecodeError, DecodeLimits};
+pub use ahead::read_ahead;
+pub use decode::{decode, ByteStream, Coding, DecodeError, DecodeLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
@@ -190,7 +192,12 @@ pub struct TransformStream<S> {
     transform: Box<dyn Transform>,
     passthrough: bool,
     done: bool,
+    /// What the inner stream gave after the chunks gathered last time: its end or an error.
+    held: Option<Option<io::Result<Bytes>>>,
 }
+
+/// The most bytes gathered for one `write`: whatever has already arrived, up to this.
+const GATHER: usize = 256 << 10;
 
 impl<S> TransformStream<S> {
     pub fn new(inner: S, transform: Box<dyn Transform>) -> TransformStream<S> {
@@ -199,7 +206,42 @@ impl<S> TransformStream<S> {
             transform,
             passthrough: false,
             done: false,
+            held: None,
         }
+    }
+}
+
+impl<S> TransformStream<S>
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin,
+{
+    /// `chunk` and every chunk already waiting behind it (read ahead: `ahead.rs`), as one: a larger
+    /// piece can be rewritten on two cores (`html/split.rs`). Never waits for more.
+    fn gather(&mut self, chunk: Bytes, cx: &mut Context<'_>) -> Bytes {
+        let mut more: Vec<Bytes> = Vec::new();
+        let mut total = chunk.len();
+        while total < GATHER {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(next))) => {
+                    total += next.len();
+                    more.push(next);
+                }
+                Poll::Ready(end_or_error) => {
+                    self.held = Some(end_or_error);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if more.is_empty() {
+            return chunk;
+        }
+        let mut all = Vec::with_capacity(total);
+        all.extend_from_slice(&chunk);
+        for piece in more {
+            all.extend_from_slice(&piece);
+        }
+        Bytes::from(all)
     }
 }
 
@@ -216,7 +258,11 @@ where
                 return Poll::Ready(None);
             }
             let mut out = Vec::new();
-            match Pin::new(&mut this.inner).poll_next(cx) {
+            let next = match this.held.take() {
+                Some(held) => Poll::Ready(held),
+                None => Pin::new(&mut this.inner).poll_next(cx),
+            };
+            match next {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
@@ -226,6 +272,7 @@ where
                     return Poll::Ready(Some(Ok(chunk)))
                 }
                 Poll::Ready(Some(Ok(chunk))) => {
+                    let chunk = this.gather(chunk, cx);
                     if let Err(e) = this.transform.write(chunk, &mut out) {
                         tracing::warn!(error = %e, "rewriter gave up; passing the rest through");
                         this.passthrough = true;

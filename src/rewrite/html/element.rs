@@ -13,7 +13,7 @@ use lol_html::html_content::{Element, SourceLocation};
 use lol_html::send::SendHandlerTypes;
 
 use super::raw::RawInput;
-use super::{escape_attribute, Doc, ScriptKind};
+use super::{escape_attribute, split, Doc, ScriptKind};
 use crate::byte_set::byte_set;
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
@@ -47,13 +47,16 @@ enum Tag {
     Script,
     Object,
     Applet,
+    /// Roots of foreign content, which lol_html reads in another namespace (`split.rs` tracks them).
+    Svg,
+    Math,
     Other,
 }
 
 impl Tag {
     /// From a tag name in any case (as written, or as lol_html reports it).
     fn of(name: &[u8]) -> Tag {
-        const NAMES: [(&[u8], Tag); 8] = [
+        const NAMES: [(&[u8], Tag); 10] = [
             (b"html", Tag::Html),
             (b"head", Tag::Head),
             (b"base", Tag::Base),
@@ -62,6 +65,8 @@ impl Tag {
             (b"script", Tag::Script),
             (b"object", Tag::Object),
             (b"applet", Tag::Applet),
+            (b"svg", Tag::Svg),
+            (b"math", Tag::Math),
         ];
         NAMES
             .iter()
@@ -72,14 +77,7 @@ impl Tag {
     /// The element's tag, read from the start tag as written (`<name` up to whitespace, `/` or `>`, as
     /// the tokenizer ends it), or through lol_html's allocating `tag_name()` if the input is gone.
     fn of_element(el: &El<'_, '_>, written: Option<Written<'_>>) -> Tag {
-        let written = written.and_then(|w| {
-            let name = w.bytes.strip_prefix(b"<")?;
-            let end = name
-                .iter()
-                .position(|&b| b.is_ascii_whitespace() || b == b'/' || b == b'>')
-                .unwrap_or(name.len());
-            Some(Tag::of(&name[..end]))
-        });
+        let written = written.and_then(Written::tag_name).map(Tag::of);
         let tag = written.unwrap_or_else(|| Tag::of(el.tag_name().as_bytes()));
         debug_assert_eq!(tag, Tag::of(el.tag_name().as_bytes()));
         tag
@@ -211,6 +209,16 @@ impl<'a> Written<'a> {
     }
 
     /// The bytes at `location` (an attribute's name or value within this tag).
+    /// The name as written: `<name` up to whitespace, `/` or `>`, as the tokenizer ends it.
+    fn tag_name(self) -> Option<&'a [u8]> {
+        let name = self.bytes.strip_prefix(b"<")?;
+        let end = name
+            .iter()
+            .position(|&b| b.is_ascii_whitespace() || b == b'/' || b == b'>')
+            .unwrap_or(name.len());
+        Some(&name[..end])
+    }
+
     fn at(self, location: SourceLocation) -> Option<&'a [u8]> {
         let range = location.bytes();
         let from = range.start.checked_sub(self.start)?;
@@ -232,7 +240,15 @@ struct Pending<'a> {
 /// sees its own `href` already rewritten as the separate handlers did.
 pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
     let written = Written::of(el, &d.input);
+    if let Some(pending) = d.split.as_mut() {
+        if split::hand_over(el, pending, (d.injected, d.base_seen, d.foreign)) {
+            return;
+        }
+    }
     let tag = Tag::of_element(el, written);
+    if matches!(tag, Tag::Svg | Tag::Math) || d.foreign != split::Foreign::Clear {
+        split::track_foreign(el, &mut d.foreign, written.and_then(Written::tag_name));
+    }
     let pending = if written.is_some_and(|w| !tag_may_need_work(w.bytes)) {
         debug_assert!(pending_attributes(el, tag, written).is_empty());
         Vec::new()

@@ -47,6 +47,11 @@ impl RawInput {
         }
     }
 
+    /// The document offset just past the newest chunk.
+    pub(super) fn end(&self) -> usize {
+        self.start + self.held
+    }
+
     /// Document bytes `range`, if they lie within one chunk still held.
     pub(super) fn get(&self, range: Range<usize>) -> Option<&[u8]> {
         let mut chunk_end = self.start + self.held;

@@ -319,3 +319,312 @@ fn output_stays_with_its_document() {
     assert!(out_b == alone(&b), "document b's output was mixed up");
     assert!(String::from_utf8_lossy(&out_b).contains(P));
 }
+
+mod split_tests {
+    //! A split rewrite (`split.rs`) must give exactly one rewriter's output, wherever it is tried.
+
+    use super::*;
+    use crate::rewrite::html::split::{cut_points, split_with};
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Split {
+        Joined,
+        FellBack,
+    }
+
+    fn whole(input: &[u8]) -> Vec<u8> {
+        run_chunks(input, &mut || usize::MAX, encoding_rs::UTF_8)
+    }
+
+    /// `input` in two chunks (`head`, then the rest split at `<` number `at`), with the given helper.
+    fn split_at(
+        input: &[u8],
+        head: usize,
+        at: usize,
+        helper: Option<&tokio::runtime::Handle>,
+    ) -> (Vec<u8>, Split) {
+        let mut t = transform(encoding_rs::UTF_8);
+        let mut out = Vec::new();
+        t.write(Bytes::copy_from_slice(&input[..head]), &mut out)
+            .unwrap();
+        let chunk = Bytes::copy_from_slice(&input[head..]);
+        let tag_end = chunk[at..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(chunk.len(), |i| at + i + 1);
+        let joined = split_with(&mut t, chunk, &[(at, tag_end)], helper, &mut out).unwrap();
+        t.end(&mut out).unwrap();
+        let how = if joined == 1 {
+            Split::Joined
+        } else {
+            Split::FellBack
+        };
+        (out, how)
+    }
+
+    /// Tries a split at every start tag of `input` after `head` (every `step`th), with and without a helper
+    /// thread; each output must equal the one-rewriter output. Returns how many splits joined.
+    fn every_tag(input: &[u8], head: usize, step: usize) -> (usize, usize) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let expected = whole(input);
+        let (mut joined, mut tried) = (0, 0);
+        // Start tags only: at an end tag or `<!` the first rewriter's element handler never fires.
+        let positions: Vec<usize> = memchr::memchr_iter(b'<', &input[head..])
+            .filter(|&i| input.get(head + i + 1).is_some_and(u8::is_ascii_alphabetic))
+            .collect();
+        for &at in positions.iter().step_by(step).filter(|&&at| at > 0) {
+            for helper in [Some(runtime.handle()), None] {
+                let (out, how) = split_at(input, head, at, helper);
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&expected),
+                    "split at {} of {:?}",
+                    head + at,
+                    String::from_utf8_lossy(&input[head + at..(head + at + 40).min(input.len())])
+                );
+                tried += 1;
+                joined += usize::from(how == Split::Joined);
+            }
+        }
+        (joined, tried)
+    }
+
+    const HEAD: &str = "<!doctype html><html><head><title>t</title></head><body>";
+
+    /// Every context a `<` can be in that is no tag to the tokenizer, or that a fresh rewriter would
+    /// read differently, with ordinary tags (which should join) between them.
+    const TRICKY: &[&str] = &[
+        "<div><a href=\"http://abs.test/a?x=1&amp;y=2\">a</a></div>",
+        "<script>var s = \"<div class=x>\"; if (a<b) {}</script><div>x</div>",
+        "<!-- <div> <a href=\"http://c.test/\"> --><p>after comment</p>",
+        "<p title=\"<div> <a href='http://q.test/'>\">quoted</p>",
+        "<textarea><div><a href=\"http://t.test/\"></textarea><li>x</li>",
+        "<title><div></title>",
+        "<style>div { background: url(http://s.test/i.png) } <div></style><span>s</span>",
+        "<noscript><div><a href=\"http://n.test/\"></noscript><p>n</p>",
+        "<iframe><div></iframe><xmp><div><a href=\"http://x.test/\"></xmp><td>t</td>",
+        "<svg><div></div><style><a href=\"http://svg.test/\"></style></svg><div>after svg</div>",
+        "<svg><foreignObject><div><p>in</p></div></foreignObject><![CDATA[<div>]]></svg><p>p</p>",
+        "<math><mi><div>m</div></mi></math><ul><li>l</li></ul>",
+        "<img src=\"http://i.test/a.png\" srcset=\"http://i.test/b.png 2x\" onclick=\"location='http://j.test/'\">",
+        "<a href=\"x<div>\">unfinished <div> inside a value</a>",
+        "<meta http-equiv=\"refresh\" content=\"0; url=http://r.test/\"><span style=\"background:url(http://st.test/x)\">s</span>",
+        "<script type=\"importmap\">{\"imports\":{\"a\":\"http://im.test/a.js\"}}</script><div>i</div>",
+        "<link rel=stylesheet href=\"http://l.test/s.css\" integrity=\"sha256-x\"><table><tr><td>c</td></tr></table>",
+    ];
+
+    #[test]
+    fn a_split_anywhere_gives_one_rewriters_output() {
+        let mut page = String::from(HEAD);
+        for fragment in TRICKY {
+            page.push_str(fragment);
+            page.push('\n');
+        }
+        page.push_str("</body></html>");
+        let (joined, tried) = every_tag(page.as_bytes(), HEAD.len(), 1);
+        // Not vacuous: ordinary tags before the `<svg>` join, and tags in other contexts or after the
+        // `<svg>` fall back.
+        assert!(joined >= 20, "{joined} of {tried} joined");
+        assert!(joined < tried, "{joined} of {tried} joined");
+    }
+
+    /// Foreign content lol_html's namespace stack may not have left where a fresh rewriter would start
+    /// in plain HTML: a `<style>`, CDATA or absolute URL after the split tells them apart.
+    const FOREIGN: &[&str] = &[
+        "<svg viewBox=\"0 0 1 1\"><path d=\"M0\"/></svg><div>clean region</div>",
+        "<svg><foreignObject><div>a</div></svg><div>s</div></foreignObject><style><a href=\"http://f1.test/\"></style><![CDATA[ > <a href=\"http://c1.test/\"> ]]><div>t</div>",
+        "<svg><svg></svg><div>s</div><style><a href=\"http://f2.test/\"></style></svg><div>t</div>",
+        "<div><svg><g></div><div>s</div><style><a href=\"http://f3.test/\"></style></svg><div>t</div>",
+        "<svg/><span>s</span><style><a href=\"http://f4.test/\"></style><div>t</div>",
+        "<math><mi></math><div>s</div></mi><style><a href=\"http://f5.test/\"></style><div>t</div>",
+        "<svg><title>t</title></svg><div>s</div><style><a href=\"http://f6.test/\"></style>",
+        "<svg><p>breakout</p><g></g></svg><div>s</div><style><a href=\"http://f7.test/\"></style>",
+        "<math><annotation-xml encoding=\"text/html\"><div>x</div></math><div>s</div></annotation-xml><style><a href=\"http://f8.test/\"></style>",
+        "<svg><a href=\"http://f9.test/\"><g><section>s</section><style><a href=\"http://f10.test/\"></style></g></a></svg>",
+    ];
+
+    #[test]
+    fn foreign_content_in_an_earlier_chunk_or_this_one_never_misleads_a_split() {
+        for fragment in FOREIGN {
+            let page = format!("{HEAD}<p>before</p>{fragment}<p>after <a href=\"http://after.test/\">a</a></p></body>");
+            let bytes = page.as_bytes();
+            let expected = whole(bytes);
+            // Every chunk boundary at a start tag, and every split point after it.
+            let starts: Vec<usize> = memchr::memchr_iter(b'<', bytes)
+                .filter(|&i| {
+                    bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic) && i > HEAD.len()
+                })
+                .collect();
+            for &head in &starts {
+                for &at in starts.iter().filter(|&&at| at > head) {
+                    let (out, _) = split_at(bytes, head, at - head, None);
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        String::from_utf8_lossy(&expected),
+                        "chunk from {head}, split at {at}: {fragment}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cleanly_closed_svg_lets_later_tags_join_and_others_do_not() {
+        let clean = format!("{HEAD}<svg><path d=\"M0\"/></svg><p>x</p><div>s</div></body>");
+        let at = clean.find("<div>").unwrap();
+        let head = clean.find("<p>x").unwrap();
+        assert_eq!(
+            split_at(clean.as_bytes(), head, at - head, None).1,
+            Split::Joined
+        );
+        let titled = format!("{HEAD}<svg><title>t</title></svg><p>x</p><div>s</div></body>");
+        let at = titled.find("<div>").unwrap();
+        let head = titled.find("<p>x").unwrap();
+        assert_eq!(
+            split_at(titled.as_bytes(), head, at - head, None).1,
+            Split::FellBack
+        );
+    }
+
+    #[test]
+    fn tags_inside_other_contexts_never_join() {
+        for (fragment, needle) in [
+            ("<script>var s = \"<div class=x>\";</script>", "<div"),
+            ("<!-- <div> -->", "<div"),
+            ("<p title=\"<div>\">q</p>", "<div"),
+            ("<textarea><div></textarea>", "<div"),
+            ("<noscript><div></noscript>", "<div"),
+            ("<svg><g></g><div>x</div></svg>", "<div"),
+            ("<math><mi>x</mi><div>x</div></math>", "<div"),
+            ("<plaintext><div>", "<div"),
+        ] {
+            let page = format!("{HEAD}<p>x</p>{fragment}<p>y</p></body>");
+            let head = HEAD.len();
+            let at = page[head..].find(needle).unwrap();
+            let (out, how) = split_at(page.as_bytes(), head, at, None);
+            assert_eq!(how, Split::FellBack, "{fragment}");
+            assert_eq!(out, whole(page.as_bytes()), "{fragment}");
+        }
+    }
+
+    #[test]
+    fn a_base_before_the_split_falls_back_in_the_same_chunk_and_joins_from_an_earlier_one() {
+        let page = format!(
+            "{HEAD}<base href=\"http://other.test/dir/\"><p>x</p><div><a href=\"//abs.test/y\">y</a></div></body>"
+        );
+        let at = page.find("<div>").unwrap();
+        let head = HEAD.len();
+        let (out, how) = split_at(page.as_bytes(), head, at - head, None);
+        assert_eq!(how, Split::FellBack);
+        assert_eq!(out, whole(page.as_bytes()));
+        let head = page.find("<p>x").unwrap();
+        let (out, how) = split_at(page.as_bytes(), head, at - head, None);
+        assert_eq!(how, Split::Joined);
+        assert_eq!(out, whole(page.as_bytes()));
+    }
+
+    #[test]
+    fn no_split_before_the_agent_is_in() {
+        // The first element is the split's tag: the agent would go in front of it, so the first
+        // rewriter has to handle it.
+        let page = "just text, then <div>a</div><div>b</div>";
+        let at = page.find("<div>").unwrap();
+        let (out, how) = split_at(page.as_bytes(), 1, at - 1, None);
+        assert_eq!(how, Split::FellBack);
+        assert_eq!(out, whole(page.as_bytes()));
+    }
+
+    #[test]
+    fn corpus_pages_split_anywhere_give_one_rewriters_output() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
+        let page = std::fs::read(root.join("shop-100k.html")).unwrap();
+        // The first 2 KB as its own chunk (the agent goes in there), the rest as one chunk split at
+        // every 97th `<` (a debug build is slow), with and without a helper thread.
+        let (joined, tried) = every_tag(&page, 2048, 97);
+        assert!(joined * 10 >= tried * 9, "{joined} of {tried} joined");
+    }
+
+    #[test]
+    fn cuts_are_ordinary_start_tags_near_even_parts() {
+        let mut chunk = vec![b'x'; 26_000];
+        chunk.extend_from_slice(b"<svg></svg><divx><div class=a>after</div>");
+        chunk.extend_from_slice(&[b'y'; 24_000]);
+        let cuts = cut_points(&chunk);
+        assert_eq!(cuts.len(), 1);
+        let (at, end) = cuts[0];
+        assert_eq!(&chunk[at..end], b"<div class=a>");
+        // Nothing to cut at near the middle: no cut.
+        let mut early = b"<div>".to_vec();
+        early.extend_from_slice(&[b'x'; 50_000]);
+        assert!(cut_points(&early).is_empty());
+        // A tag whose `>` is the chunk's last byte leaves nothing for the part after it.
+        let mut last = vec![b'x'; 48_000];
+        last.extend_from_slice(b"<p>");
+        assert!(cut_points(&last).is_empty());
+        // A 100 KB page of tags: four parts, cuts in order.
+        let page: Vec<u8> = b"<li>item</li>".repeat(100_000 / 13);
+        let cuts = cut_points(&page);
+        assert_eq!(cuts.len(), 3);
+        assert!(cuts.windows(2).all(|w| w[0].1 <= w[1].0));
+    }
+
+    /// Several cuts at once, at random start tags, with and without the helper: one rewriter's output.
+    #[test]
+    fn many_cuts_give_one_rewriters_output() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
+        let shop = std::fs::read(root.join("shop-100k.html")).unwrap();
+        let mut tricky = String::from(HEAD);
+        for fragment in TRICKY.iter().chain(FOREIGN) {
+            tricky.push_str(fragment);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (page, head, rounds) in [
+            (shop.as_slice(), 2048, 6),
+            (tricky.as_bytes(), HEAD.len(), 60),
+        ] {
+            let expected = whole(page);
+            let chunk = Bytes::copy_from_slice(&page[head..]);
+            let starts: Vec<usize> = memchr::memchr_iter(b'<', &chunk)
+                .filter(|&i| i > 0 && chunk.get(i + 1).is_some_and(u8::is_ascii_alphabetic))
+                .collect();
+            let mut joined_any = 0;
+            for round in 0..rounds {
+                let mut picked: Vec<usize> = (0..rng.gen_range(2..6))
+                    .map(|_| starts[rng.gen_range(0..starts.len())])
+                    .collect();
+                picked.sort_unstable();
+                picked.dedup();
+                let mut cuts: Vec<(usize, usize)> = Vec::new();
+                for at in picked {
+                    let Some(gt) = chunk[at..].iter().position(|&b| b == b'>') else {
+                        continue;
+                    };
+                    let end = at + gt + 1;
+                    if end < chunk.len() && cuts.last().is_none_or(|&(_, e)| e <= at) {
+                        cuts.push((at, end));
+                    }
+                }
+                let mut t = transform(encoding_rs::UTF_8);
+                let mut out = Vec::new();
+                t.write(Bytes::copy_from_slice(&page[..head]), &mut out)
+                    .unwrap();
+                let helper = (round % 2 == 0).then(|| runtime.handle());
+                joined_any += split_with(&mut t, chunk.clone(), &cuts, helper, &mut out).unwrap();
+                t.end(&mut out).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&expected),
+                    "cuts {cuts:?}"
+                );
+            }
+            assert!(joined_any > 0);
+        }
+    }
+}
