@@ -56,14 +56,14 @@ const SPLIT_TAGS: [&[u8]; 16] = [
 ];
 
 /// Rewrites running now in this process: a split is tried only when this one is alone, so that the
-/// second part has a core to itself rather than taking one from another page.
+/// helper has a core to itself rather than taking one from another page.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 static CORES: LazyLock<usize> =
     LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-/// What this rewriter writes before the tag the second part starts at, to find the cut in its output. A
-/// comment with a per-process random number: no page can contain it.
+/// What a part's rewriter writes before the tag the next part starts at, to find the cut in its output.
+/// A comment with a per-process random number: no page can contain it.
 static MARK: LazyLock<String> =
     LazyLock::new(|| format!("<!--cobrowse-split-{:032x}-->", rand::random::<u128>()));
 
