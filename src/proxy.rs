@@ -252,6 +252,7 @@ async fn response_body(
     exchange: Exchange<'_>,
 ) -> Result<ProxyBody, ProxyError> {
     let host = exchange.target.host_str();
+    let full_rewrite = exchange.map.is_some();
     let Some(transform) = transform_for(shared, plan.kind, exchange) else {
         return Ok(body);
     };
@@ -261,7 +262,14 @@ async fn response_body(
         max_output: shared.config.limits.max_decoded_body,
         max_ratio: shared.config.limits.max_decode_ratio,
     };
-    let decoded = rewrite::read_ahead(rewrite::decode(Box::pin(data), plan.coding, limits));
+    let decoded = rewrite::decode(Box::pin(data), plan.coding, limits);
+    // Read ahead only what may be split over two cores (`rewrite/html/split.rs`): a page's full rewrite.
+    // A stylesheet, or a page the forward proxy only injects into, would pay a task for nothing.
+    let decoded = if matches!(plan.kind, Kind::Html(_)) && full_rewrite {
+        rewrite::read_ahead(decoded)
+    } else {
+        decoded
+    };
     let mut out = TransformStream::new(decoded, transform);
     let first = match out.next().await {
         Some(Err(e)) => return Err(body_error(&host, e)),
