@@ -24,6 +24,7 @@ pub mod access_log;
 pub mod agent;
 pub mod api;
 pub mod body;
+pub mod busy;
 pub mod byte_set;
 pub mod cache;
 pub mod cluster;

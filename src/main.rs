@@ -157,6 +157,8 @@ fn main() -> ExitCode {
     init_logging(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(cobrowse_proxy::busy::parked)
+        .on_thread_unpark(cobrowse_proxy::busy::unparked)
         .build()
     {
         Ok(rt) => rt,

@@ -105,6 +105,7 @@ pub(super) fn worth_splitting(t: &HtmlTransform, chunk: &[u8]) -> Option<Vec<(us
         || *CORES < 2
         || t.recipe.is_none()
         || RUNNING.load(Ordering::Relaxed) > 1
+        || crate::busy::others_busy()
         || !t
             .doc
             .as_ref()
