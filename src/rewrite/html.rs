@@ -145,6 +145,18 @@ impl HtmlTransform {
         }
     }
 
+    /// Rewrites `chunk` cut at `cuts` (`(tag start, tag end)` pairs in order, as `split.rs` picks them),
+    /// all on this thread; returns how many cuts joined. For checking that a split rewrite is always one
+    /// rewriter's (the `html_split` fuzz target); the proxy splits through [`Transform::write`].
+    pub fn write_in_parts(
+        &mut self,
+        chunk: Bytes,
+        cuts: &[(usize, usize)],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, RewriteError> {
+        split::split_with(self, chunk, cuts, None, out)
+    }
+
     /// Never splits a chunk across two cores (`split.rs`): for comparing the two in benches.
     pub fn on_one_core(mut self) -> HtmlTransform {
         self.recipe = None;

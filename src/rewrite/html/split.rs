@@ -258,6 +258,4 @@ fn open_region(el: &mut Element<'_, '_, SendHandlerTypes>) -> Foreign {
     Foreign::Region { clean: true }
 }
 
-#[cfg(test)]
-pub(super) use parts::split_with;
-pub(super) use parts::write_split;
+pub(super) use parts::{split_with, write_split};
