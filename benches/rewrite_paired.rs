@@ -19,29 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cobrowse_proxy::rewrite::script::ScriptCache;
-use rewriters::{naive, ours, page, star_noop, PAGES};
+use rewriters::{env_or, median, naive, ours, page, page_filter, star_noop, PAGES};
 use url::Url;
 
 const NAMES: [&str; 4] = ["ours", "naive prefix", "naive resolve", "lol_html * floor"];
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; a filter (any other argument) picks pages by name.
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let wanted = page_filter();
     let rounds: usize = env_or("PAIRED_ROUNDS", 300);
     let budget = Duration::from_secs(env_or("PAIRED_SECS", 8));
     let url = Url::parse("https://www.shop.test/").unwrap();
@@ -58,7 +42,7 @@ fn main() {
         "res / ours"
     );
     for name in PAGES {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        if !wanted(name) {
             continue;
         }
         let page = page(name);

@@ -16,26 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cobrowse_proxy::rewrite::script::ScriptCache;
-use rewriters::{ours_one_chunk, page, PAGES};
+use rewriters::{env_or, median, ours_one_chunk, page, page_filter, PAGES};
 use url::Url;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let wanted = page_filter();
     let rounds: usize = env_or("PAIRED_ROUNDS", 300);
     let budget = Duration::from_secs(env_or("PAIRED_SECS", 8));
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -48,7 +33,7 @@ fn main() {
         "page", "rounds", "1 core µs", "2 cores µs", "1 ÷ 2", "joined/tried"
     );
     for name in PAGES {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        if !wanted(name) {
             continue;
         }
         let page = page(name);

@@ -18,6 +18,28 @@ use lol_html::{element, HtmlRewriter, Settings};
 use url::Url;
 
 pub const CHUNK: usize = 16 << 10;
+
+/// `name` from the environment, parsed, or `default`: the paired benches' bounds.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Page names to run, from the arguments (`cargo bench` passes `--bench`; any other argument filters).
+pub fn page_filter() -> impl Fn(&str) -> bool {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    move |name| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
+}
 pub const PAGES: [&str; 3] = ["shop-100k", "news-300k", "docs-1m"];
 const URL_ATTRS: [&str; 6] = ["href", "src", "srcset", "action", "poster", "data"];
 

@@ -3,32 +3,12 @@
 
 mod common;
 
-use cobrowse_proxy::headers::csp::AgentSources;
-use cobrowse_proxy::rewrite::html::{HtmlContext, HtmlTransform};
 use cobrowse_proxy::rewrite::Transform;
-use cobrowse_proxy::url_codec::TargetOrigin;
 use libfuzzer_sys::fuzz_target;
 
 fn run(parts: &[&[u8]]) -> Vec<u8> {
-    let url = url::Url::parse("https://www.shop.test/").expect("fixed URL");
-    let mut t = HtmlTransform::new(HtmlContext {
-        map: common::map(),
-        target: TargetOrigin::from_url(&url).expect("fixed origin"),
-        url,
-        agent_tag: "<script src=\"http://localhost:8080/a.js\"></script>".into(),
-        agent: AgentSources {
-            nonce: "n".into(),
-            origin: "http://localhost:8080".into(),
-        },
-        // Undeclared, so `<meta charset>` may switch the encoding mid-document, as it does for such pages.
-        charset: cobrowse_proxy::rewrite::Charset {
-            encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("utf-8"),
-            declared: false,
-        },
-        memory_limit: 1 << 20,
-        inline_limit: 64 << 10,
-        scripts: std::sync::Arc::new(cobrowse_proxy::rewrite::script::ScriptCache::new(1 << 20)),
-    });
+    // Undeclared, so `<meta charset>` may switch the encoding mid-document, as it does for such pages.
+    let mut t = common::html_transform(false);
     let mut out = Vec::new();
     for part in parts {
         if t.write(bytes::Bytes::copy_from_slice(part), &mut out).is_err() {

@@ -4,36 +4,11 @@
 
 mod common;
 
-use cobrowse_proxy::headers::csp::AgentSources;
-use cobrowse_proxy::rewrite::html::{HtmlContext, HtmlTransform};
 use cobrowse_proxy::rewrite::Transform;
-use cobrowse_proxy::url_codec::TargetOrigin;
 use libfuzzer_sys::fuzz_target;
 
 /// The page's first bytes, as their own chunk: the agent goes in there, as on most pages.
 const HEAD: &[u8] = b"<!doctype html><html><head><title>t</title></head><body>";
-
-fn transform() -> HtmlTransform {
-    let url = url::Url::parse("https://www.shop.test/").expect("fixed URL");
-    HtmlTransform::new(HtmlContext {
-        map: common::map(),
-        target: TargetOrigin::from_url(&url).expect("fixed origin"),
-        url,
-        agent_tag: "<script src=\"http://localhost:8080/a.js\"></script>".into(),
-        agent: AgentSources {
-            nonce: "n".into(),
-            origin: "http://localhost:8080".into(),
-        },
-        // Declared, as a split needs.
-        charset: cobrowse_proxy::rewrite::Charset {
-            encoding: lol_html::AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("utf-8"),
-            declared: true,
-        },
-        memory_limit: 1 << 20,
-        inline_limit: 64 << 10,
-        scripts: std::sync::Arc::new(cobrowse_proxy::rewrite::script::ScriptCache::new(1 << 20)),
-    })
-}
 
 /// Cuts at the start tags the `picks` bytes choose (each picks the next `<` followed by a letter at
 /// least that many tags on), each running to its first `>`, in order and not overlapping.
@@ -59,7 +34,7 @@ fn cuts(html: &[u8], picks: &[u8]) -> Vec<(usize, usize)> {
 fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let (picks, html) = input;
     let mut whole = Vec::new();
-    let mut one = transform();
+    let mut one = common::html_transform(true);
     let _ = one.write(bytes::Bytes::from_static(HEAD), &mut whole);
     if one.write(bytes::Bytes::copy_from_slice(&html), &mut whole).is_err() {
         return;
@@ -67,7 +42,8 @@ fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let _ = one.end(&mut whole);
 
     let mut parts = Vec::new();
-    let mut split = transform();
+    // Declared, as a split needs.
+    let mut split = common::html_transform(true);
     let _ = split.write(bytes::Bytes::from_static(HEAD), &mut parts);
     let cuts = cuts(&html, &picks);
     if split

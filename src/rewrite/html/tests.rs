@@ -473,20 +473,19 @@ mod split_tests {
 
     #[test]
     fn a_cleanly_closed_svg_lets_later_tags_join_and_others_do_not() {
-        let clean = format!("{HEAD}<svg><path d=\"M0\"/></svg><p>x</p><div>s</div></body>");
-        let at = clean.find("<div>").unwrap();
-        let head = clean.find("<p>x").unwrap();
-        assert_eq!(
-            split_at(clean.as_bytes(), head, at - head, None).1,
-            Split::Joined
-        );
-        let titled = format!("{HEAD}<svg><title>t</title></svg><p>x</p><div>s</div></body>");
-        let at = titled.find("<div>").unwrap();
-        let head = titled.find("<p>x").unwrap();
-        assert_eq!(
-            split_at(titled.as_bytes(), head, at - head, None).1,
-            Split::FellBack
-        );
+        for (svg, expected) in [
+            ("<svg><path d=\"M0\"/></svg>", Split::Joined),
+            ("<svg><title>t</title></svg>", Split::FellBack),
+        ] {
+            let page = format!("{HEAD}{svg}<p>x</p><div>s</div></body>");
+            let at = page.find("<div>").unwrap();
+            let head = page.find("<p>x").unwrap();
+            assert_eq!(
+                split_at(page.as_bytes(), head, at - head, None).1,
+                expected,
+                "{svg}"
+            );
+        }
     }
 
     #[test]
