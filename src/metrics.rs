@@ -76,12 +76,12 @@ impl Metrics {
         let (joined, fell_back) = crate::rewrite::html::split_counters();
         registry.register(
             "html_splits_joined",
-            "Large HTML chunks rewritten in two parts on two cores",
+            "Cuts of a large HTML chunk where the next part, rewritten on another core, was used",
             joined,
         );
         registry.register(
             "html_splits_fell_back",
-            "Two-part rewrites whose second part was dropped (the first rewriter went on alone)",
+            "Cuts where the next part was dropped and the rewriter before went on through it",
             fell_back,
         );
         Metrics {

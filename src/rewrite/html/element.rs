@@ -74,11 +74,10 @@ impl Tag {
             .map_or(Tag::Other, |&(_, tag)| tag)
     }
 
-    /// The element's tag, read from the start tag as written (`<name` up to whitespace, `/` or `>`, as
-    /// the tokenizer ends it), or through lol_html's allocating `tag_name()` if the input is gone.
-    fn of_element(el: &El<'_, '_>, written: Option<Written<'_>>) -> Tag {
-        let written = written.and_then(Written::tag_name).map(Tag::of);
-        let tag = written.unwrap_or_else(|| Tag::of(el.tag_name().as_bytes()));
+    /// The element's tag, from its name as written ([`Written::tag_name`]), or through lol_html's
+    /// allocating `tag_name()` if the input is gone.
+    fn of_element(el: &El<'_, '_>, written_name: Option<&[u8]>) -> Tag {
+        let tag = written_name.map_or_else(|| Tag::of(el.tag_name().as_bytes()), Tag::of);
         debug_assert_eq!(tag, Tag::of(el.tag_name().as_bytes()));
         tag
     }
@@ -208,7 +207,6 @@ impl<'a> Written<'a> {
         input.get(range).map(|bytes| Written { bytes, start })
     }
 
-    /// The bytes at `location` (an attribute's name or value within this tag).
     /// The name as written: `<name` up to whitespace, `/` or `>`, as the tokenizer ends it.
     fn tag_name(self) -> Option<&'a [u8]> {
         let name = self.bytes.strip_prefix(b"<")?;
@@ -219,6 +217,7 @@ impl<'a> Written<'a> {
         Some(&name[..end])
     }
 
+    /// The bytes at `location` (an attribute's name or value within this tag).
     fn at(self, location: SourceLocation) -> Option<&'a [u8]> {
         let range = location.bytes();
         let from = range.start.checked_sub(self.start)?;
@@ -245,9 +244,10 @@ pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
             return;
         }
     }
-    let tag = Tag::of_element(el, written);
+    let name = written.and_then(Written::tag_name);
+    let tag = Tag::of_element(el, name);
     if matches!(tag, Tag::Svg | Tag::Math) || d.foreign != split::Foreign::Clear {
-        split::track_foreign(el, &mut d.foreign, written.and_then(Written::tag_name));
+        split::track_foreign(el, &mut d.foreign, name);
     }
     let pending = if written.is_some_and(|w| !tag_may_need_work(w.bytes)) {
         debug_assert!(pending_attributes(el, tag, written).is_empty());

@@ -110,7 +110,6 @@ pub(super) fn worth_splitting(t: &HtmlTransform, chunk: &[u8]) -> Option<Vec<(us
             .doc
             .as_ref()
             .is_some_and(|d| d.foreign != Foreign::Unknown)
-        || tokio::runtime::Handle::try_current().is_err()
     {
         return None;
     }
