@@ -154,7 +154,7 @@ impl HtmlTransform {
         cuts: &[(usize, usize)],
         out: &mut Vec<u8>,
     ) -> Result<usize, RewriteError> {
-        split::split_with(self, chunk, cuts, None, out)
+        split::split_with(self, chunk, cuts, split::Helper::Ahead, out)
     }
 
     /// Never splits a chunk across two cores (`split.rs`): for comparing the two in benches.

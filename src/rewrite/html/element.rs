@@ -240,9 +240,9 @@ struct Pending<'a> {
 pub(super) fn on_element(el: &mut El<'_, '_>, d: &mut Doc, agent_tag: &str) {
     let written = Written::of(el, &d.input);
     if let Some(pending) = d.split.as_mut() {
-        if split::hand_over(el, pending, (d.injected, d.base_seen, d.foreign)) {
-            return;
-        }
+        // Rewritten as ever after the mark: the output is cut at the mark if the next part joins there,
+        // and the mark taken out if this rewriter goes on instead.
+        split::mark_if_handed_over(el, pending, (d.injected, d.base_seen, d.foreign));
     }
     let name = written.and_then(Written::tag_name);
     let tag = Tag::of_element(el, name);

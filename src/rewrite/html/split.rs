@@ -1,6 +1,6 @@
-//! One large chunk rewritten on two cores: cut at start tags into parts, each part but the first by a
-//! fresh rewriter started speculatively at its tag, the parts taken by this thread from the front and by a
-//! helper thread from the back.
+//! One large chunk rewritten on two cores: cut at start tags into parts, taken by this thread from the
+//! front with the document's rewriter and by a helper thread from the back, each with a fresh rewriter
+//! started speculatively at its part's tag.
 //!
 //! A page usually reaches the rewriter as one chunk (the origin's response, read at once), and lol_html
 //! rewrites it on one core: about a millisecond for 100 KB here, most of a page's added latency
@@ -13,18 +13,19 @@
 //! fresh rewriter's: the tokenizer at a tag in the data state, HTML (not SVG or MathML) content, the agent
 //! already injected, the `<base>` the document's rewriter knew when the parts were cut, and an encoding no
 //! `<meta>` can change (it was declared in the header; without that there is no recipe to split with).
-//! The rewriter of the part before checks each of those when it reaches the tag ([`hand_over`]): its
-//! element handler must fire for that very tag (a `<` inside a comment, script, attribute value or
-//! `<textarea>` is no tag to it), with the agent injected, no `<base>` since the cut, and lol_html's
-//! namespace stack plain HTML ([`Foreign`]: the one context its tokenizer keeps past a tag). The selectors
+//! The rewriter of the part before checks each of those when it reaches the tag
+//! ([`mark_if_handed_over`]): its element handler must fire for that very tag (a `<` inside a comment,
+//! script, attribute value or `<textarea>` is no tag to it), with the agent injected, no `<base>` since
+//! the cut, and lol_html's namespace stack plain HTML ([`Foreign`]: the one context its tokenizer keeps past a tag). The selectors
 //! (`*`, and the text of `<style>` and `<script>`) need nothing of the open elements but whether the text
 //! is inside a `<style>` or `<script>`, which a data-state tag rules out.
 //!
-//! If every check holds, the rewriter before marks the tag's place in its output and stops there; the
-//! outputs join at the marks, and the last part's rewriter carries on with the document. If one fails,
-//! the part after is dropped and the rewriter before goes on through it as it would have without the cut.
-//! Either way the output is byte for byte one rewriter's (`tests.rs` compares at every tag of the corpus
-//! pages and of pages built to trip the checks).
+//! If every check holds, the rewriter before marks the tag's place in its output. Where the helper has
+//! rewritten the part after, the outputs join at the mark, and the last part's rewriter carries on with
+//! the document; where this thread took the part itself, its rewriter simply goes on and the mark comes
+//! out. If a check fails, the helper's part is dropped and the rewriter before goes on through it as it
+//! would have without the cut. Either way the output is byte for byte one rewriter's (`tests.rs` compares
+//! at every tag of the corpus pages and of pages built to trip the checks).
 
 mod parts;
 
@@ -158,22 +159,21 @@ fn tag_near(chunk: &[u8], from: usize) -> Option<(usize, usize)> {
         })
 }
 
-/// The element handler of the rewriter before a cut: `true` when `el` is the tag the next part starts at
-/// and every check holds (the tag is then marked and left to the next part's rewriter).
-pub(super) fn hand_over(
+/// The element handler of the rewriter before a cut: when `el` is the tag the next part starts at and
+/// every check holds, marks its place in the output (where the next part's output may join).
+pub(super) fn mark_if_handed_over(
     el: &mut Element<'_, '_, SendHandlerTypes>,
     p: &mut Pending,
     (injected, base_seen, foreign): (bool, bool, Foreign),
-) -> bool {
+) {
     if el.source_location().bytes().start != p.at {
-        return false;
+        return;
     }
     if !injected || base_seen != p.base_seen || foreign != Foreign::Clear {
-        return false;
+        return;
     }
     el.before(&MARK, ContentType::Html);
     p.reached = true;
-    true
 }
 
 /// What is known of lol_html's namespace stack, the one context its tokenizer keeps past a tag: a fresh
@@ -257,4 +257,4 @@ fn open_region(el: &mut Element<'_, '_, SendHandlerTypes>) -> Foreign {
     Foreign::Region { clean: true }
 }
 
-pub(super) use parts::{split_with, write_split};
+pub(super) use parts::{split_with, write_split, Helper};

@@ -324,7 +324,7 @@ mod split_tests {
     //! A split rewrite (`split.rs`) must give exactly one rewriter's output, wherever it is tried.
 
     use super::*;
-    use crate::rewrite::html::split::{cut_points, split_with};
+    use crate::rewrite::html::split::{cut_points, split_with, Helper};
 
     #[derive(Debug, PartialEq, Eq)]
     enum Split {
@@ -337,12 +337,7 @@ mod split_tests {
     }
 
     /// `input` in two chunks (`head`, then the rest split at `<` number `at`), with the given helper.
-    fn split_at(
-        input: &[u8],
-        head: usize,
-        at: usize,
-        helper: Option<&tokio::runtime::Handle>,
-    ) -> (Vec<u8>, Split) {
+    fn split_at(input: &[u8], head: usize, at: usize, helper: Helper<'_>) -> (Vec<u8>, Split) {
         let mut t = transform(encoding_rs::UTF_8);
         let mut out = Vec::new();
         t.write(Bytes::copy_from_slice(&input[..head]), &mut out)
@@ -362,8 +357,9 @@ mod split_tests {
         (out, how)
     }
 
-    /// Tries a split at every start tag of `input` after `head` (every `step`th), with and without a helper
-    /// thread; each output must equal the one-rewriter output. Returns how many splits joined.
+    /// Tries a split at every start tag of `input` after `head` (every `step`th), with a helper
+    /// thread, with it ahead of this one, and with none; each output must equal the one-rewriter output.
+    /// Returns how many splits joined with the helper ahead, and how many were tried so.
     fn every_tag(input: &[u8], head: usize, step: usize) -> (usize, usize) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -376,7 +372,7 @@ mod split_tests {
             .filter(|&i| input.get(head + i + 1).is_some_and(u8::is_ascii_alphabetic))
             .collect();
         for &at in positions.iter().step_by(step).filter(|&&at| at > 0) {
-            for helper in [Some(runtime.handle()), None] {
+            for helper in [Helper::Pool(runtime.handle()), Helper::Ahead, Helper::Never] {
                 let (out, how) = split_at(input, head, at, helper);
                 assert_eq!(
                     String::from_utf8_lossy(&out),
@@ -385,8 +381,11 @@ mod split_tests {
                     head + at,
                     String::from_utf8_lossy(&input[head + at..(head + at + 40).min(input.len())])
                 );
-                tried += 1;
-                joined += usize::from(how == Split::Joined);
+                // Only a helper that has done the part before this thread gets there joins for sure.
+                if matches!(helper, Helper::Ahead) {
+                    tried += 1;
+                    joined += usize::from(how == Split::Joined);
+                }
             }
         }
         (joined, tried)
@@ -427,7 +426,7 @@ mod split_tests {
         let (joined, tried) = every_tag(page.as_bytes(), HEAD.len(), 1);
         // Not vacuous: ordinary tags before the `<svg>` join, and tags in other contexts or after the
         // `<svg>` fall back.
-        assert!(joined >= 20, "{joined} of {tried} joined");
+        assert!(joined >= 15, "{joined} of {tried} joined");
         assert!(joined < tried, "{joined} of {tried} joined");
     }
 
@@ -460,7 +459,7 @@ mod split_tests {
                 .collect();
             for &head in &starts {
                 for &at in starts.iter().filter(|&&at| at > head) {
-                    let (out, _) = split_at(bytes, head, at - head, None);
+                    let (out, _) = split_at(bytes, head, at - head, Helper::Ahead);
                     assert_eq!(
                         String::from_utf8_lossy(&out),
                         String::from_utf8_lossy(&expected),
@@ -481,7 +480,7 @@ mod split_tests {
             let at = page.find("<div>").unwrap();
             let head = page.find("<p>x").unwrap();
             assert_eq!(
-                split_at(page.as_bytes(), head, at - head, None).1,
+                split_at(page.as_bytes(), head, at - head, Helper::Ahead).1,
                 expected,
                 "{svg}"
             );
@@ -503,7 +502,7 @@ mod split_tests {
             let page = format!("{HEAD}<p>x</p>{fragment}<p>y</p></body>");
             let head = HEAD.len();
             let at = page[head..].find(needle).unwrap();
-            let (out, how) = split_at(page.as_bytes(), head, at, None);
+            let (out, how) = split_at(page.as_bytes(), head, at, Helper::Ahead);
             assert_eq!(how, Split::FellBack, "{fragment}");
             assert_eq!(out, whole(page.as_bytes()), "{fragment}");
         }
@@ -516,11 +515,11 @@ mod split_tests {
         );
         let at = page.find("<div>").unwrap();
         let head = HEAD.len();
-        let (out, how) = split_at(page.as_bytes(), head, at - head, None);
+        let (out, how) = split_at(page.as_bytes(), head, at - head, Helper::Ahead);
         assert_eq!(how, Split::FellBack);
         assert_eq!(out, whole(page.as_bytes()));
         let head = page.find("<p>x").unwrap();
-        let (out, how) = split_at(page.as_bytes(), head, at - head, None);
+        let (out, how) = split_at(page.as_bytes(), head, at - head, Helper::Ahead);
         assert_eq!(how, Split::Joined);
         assert_eq!(out, whole(page.as_bytes()));
     }
@@ -531,7 +530,7 @@ mod split_tests {
         // rewriter has to handle it.
         let page = "just text, then <div>a</div><div>b</div>";
         let at = page.find("<div>").unwrap();
-        let (out, how) = split_at(page.as_bytes(), 1, at - 1, None);
+        let (out, how) = split_at(page.as_bytes(), 1, at - 1, Helper::Ahead);
         assert_eq!(how, Split::FellBack);
         assert_eq!(out, whole(page.as_bytes()));
     }
@@ -541,9 +540,21 @@ mod split_tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
         let page = std::fs::read(root.join("shop-100k.html")).unwrap();
         // The first 2 KB as its own chunk (the agent goes in there), the rest as one chunk split at
-        // every 97th `<` (a debug build is slow), with and without a helper thread.
+        // every 97th `<` (a debug build is slow), with a helper thread, with it ahead, and with none.
         let (joined, tried) = every_tag(&page, 2048, 97);
         assert!(joined * 10 >= tried * 9, "{joined} of {tried} joined");
+    }
+
+    #[test]
+    fn no_cuts_is_one_rewriters_output() {
+        let page = format!("{HEAD}<div><a href=\"http://abs.test/\">a</a></div></body>");
+        let mut t = transform(encoding_rs::UTF_8);
+        let mut out = Vec::new();
+        let chunk = Bytes::copy_from_slice(page.as_bytes());
+        let joined = t.write_in_parts(chunk, &[], &mut out).unwrap();
+        t.end(&mut out).unwrap();
+        assert_eq!(joined, 0);
+        assert_eq!(out, whole(page.as_bytes()));
     }
 
     #[test]
@@ -570,7 +581,7 @@ mod split_tests {
         assert!(cuts.windows(2).all(|w| w[0].1 <= w[1].0));
     }
 
-    /// Several cuts at once, at random start tags, with and without the helper: one rewriter's output.
+    /// Several cuts at once, at random start tags, with the helper, with it ahead and with none: one rewriter's output.
     #[test]
     fn many_cuts_give_one_rewriters_output() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -614,7 +625,11 @@ mod split_tests {
                 let mut out = Vec::new();
                 t.write(Bytes::copy_from_slice(&page[..head]), &mut out)
                     .unwrap();
-                let helper = (round % 2 == 0).then(|| runtime.handle());
+                let helper = match round % 3 {
+                    0 => Helper::Pool(runtime.handle()),
+                    1 => Helper::Ahead,
+                    _ => Helper::Never,
+                };
                 joined_any += split_with(&mut t, chunk.clone(), &cuts, helper, &mut out).unwrap();
                 t.end(&mut out).unwrap();
                 assert_eq!(

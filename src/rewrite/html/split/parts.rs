@@ -1,5 +1,9 @@
 //! Running a cut chunk's parts, this thread from the front and a blocking-pool thread from the back, and
 //! joining their outputs at the marks.
+//!
+//! This thread goes on through the parts it takes with the document's own rewriter: a part costs it
+//! nothing but the check at the next cut. Only the helper builds fresh rewriters (~48 K instructions
+//! each), on its own core, for the parts it takes from the back.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -7,8 +11,22 @@ use bytes::Bytes;
 use lol_html::send::HtmlRewriter;
 
 use super::{Pending, Running, FELL_BACK, JOINED, MARK};
-use crate::rewrite::html::{scope, Doc, HtmlTransform};
+use crate::rewrite::html::{scope, Doc, HtmlTransform, Recipe};
 use crate::rewrite::RewriteError;
+
+/// Who rewrites the parts after the first, besides this thread.
+#[derive(Clone, Copy)]
+pub(in crate::rewrite::html) enum Helper<'a> {
+    /// A thread of this runtime's blocking pool, taking parts from the back while this thread takes
+    /// them from the front.
+    Pool(&'a tokio::runtime::Handle),
+    /// This thread, before it starts on the first part: every later part by a fresh rewriter, every cut
+    /// joined whose check holds (tests and fuzzing, to try every join).
+    Ahead,
+    /// Nobody: this thread goes on through every part (tests, to try going on past every mark).
+    #[cfg(test)]
+    Never,
+}
 
 /// A rewriter and its document state, placed in the chunk.
 struct Reader {
@@ -23,16 +41,18 @@ struct Reader {
     /// `<base>` seen when the chunk was cut, which every part after the first assumes.
     base_seen_at_cut: bool,
     out: Vec<u8>,
-    /// It reached the cut it last checked with every check holding: its output ends at the mark.
-    reached: bool,
+    /// Where in `out` the mark is, when it reached the cut it last checked with every check holding:
+    /// its output for the part before ends there.
+    mark: Option<usize>,
     result: Result<(), RewriteError>,
 }
 
 impl Reader {
     /// Feeds the chunk up to `to`, then checks `cut` if there is one: feeds that tag with the cut
-    /// pending, and if the check held, drops its output from the mark on.
+    /// pending, and if the check held, notes where the mark is.
     fn advance(&mut self, chunk: &[u8], to: usize, cut: Option<(usize, usize)>) {
         self.feed(chunk, to);
+        self.mark = None;
         let Some((at, tag_end)) = cut else {
             return;
         };
@@ -50,18 +70,29 @@ impl Reader {
             .as_mut()
             .and_then(|d| d.split.take())
             .is_some_and(|p| p.reached);
-        self.reached = false;
         if !reached || self.result.is_err() {
             return;
         }
         match memchr::memmem::find(&self.out[mark_from..], MARK.as_bytes()) {
-            Some(mark) => {
-                self.out.truncate(mark_from + mark);
-                self.reached = true;
-            }
+            Some(mark) => self.mark = Some(mark_from + mark),
             // The mark is written whenever a cut is reached; without it the join point is unknown.
             None => self.result = Err(RewriteError::Html("split rewrite lost its mark".into())),
         }
+    }
+
+    /// Goes on through the part after the cut it checked (to `to`, checking `cut`), as if there had been
+    /// no cut: the mark comes out of its output.
+    fn go_on(&mut self, chunk: &[u8], to: usize, cut: Option<(usize, usize)>) {
+        if let Some(mark) = self.mark.take() {
+            self.out.drain(mark..mark + MARK.len());
+        }
+        self.advance(chunk, to, cut);
+    }
+
+    /// Its output up to the mark, where the next part's output joins.
+    fn output_to_mark(&mut self, mark: usize) -> &mut Vec<u8> {
+        self.out.truncate(mark);
+        &mut self.out
     }
 
     fn feed(&mut self, chunk: &[u8], to: usize) {
@@ -80,32 +111,54 @@ impl Reader {
     }
 }
 
-/// One part: its rewriter, and how far it reads (to the next part's tag, which it checks, or the end).
+/// One part after the first, not started: the document state for its rewriter, where it starts, and how
+/// far it reads (to the next part's tag, which it checks, or the end).
 struct Part {
-    reader: Reader,
-    chunk: Bytes,
+    doc: Box<Doc>,
+    start: usize,
     to: usize,
     cut: Option<(usize, usize)>,
 }
 
-impl Part {
-    fn run(mut self) -> Reader {
+/// What every part shares: the chunk, how to build a rewriter, and the `<base>` assumed at the cuts.
+struct Job {
+    chunk: Bytes,
+    recipe: Recipe,
+    base_seen_at_cut: bool,
+}
+
+impl Job {
+    /// Rewrites `part` with a fresh rewriter.
+    fn run(&self, part: Part) -> Reader {
         let _running = Running::enter();
-        self.reader.out.reserve(self.to - self.reader.fed + 1024);
-        self.reader.advance(&self.chunk, self.to, self.cut);
-        self.reader
+        let mut reader = Reader {
+            rewriter: self.recipe.rewriter(),
+            doc: Some(part.doc),
+            start: part.start,
+            origin: 0,
+            fed: part.start,
+            base_seen_at_cut: self.base_seen_at_cut,
+            out: Vec::with_capacity(part.to - part.start + 1024),
+            mark: None,
+            result: Ok(()),
+        };
+        reader.advance(&self.chunk, part.to, part.cut);
+        reader
     }
 }
 
 /// The parts after the first, claimed from the front by the chunk's thread and from the back by the
-/// helper, and their readers once done.
+/// helper, and the helper's readers once done.
 struct Shared {
+    job: Job,
     claims: Mutex<Claims>,
     finished: Condvar,
 }
 
 struct Claims {
     parts: Vec<Option<Part>>,
+    /// How many parts, from the front, the chunk's thread took.
+    front: usize,
     readers: Vec<Option<Reader>>,
     /// The helper has returned (or unwound): a part it claimed and did not hand back is lost.
     helper_gone: bool,
@@ -116,37 +169,44 @@ impl Shared {
         self.claims.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs parts until none is left unclaimed, the lowest first or the highest first.
-    fn work(&self, from_back: bool) {
+    /// The helper's work: rewrites parts from the back with fresh rewriters until none is left.
+    fn help(&self) {
         loop {
             let claimed = {
                 let mut claims = self.lock();
-                let next = if from_back {
-                    claims.parts.iter().rposition(Option::is_some)
-                } else {
-                    claims.parts.iter().position(Option::is_some)
-                };
-                next.and_then(|i| Some((i, claims.parts[i].take()?)))
+                let last = claims.parts.iter().rposition(Option::is_some);
+                last.and_then(|i| Some((i, claims.parts[i].take()?)))
             };
             let Some((i, part)) = claimed else {
                 return;
             };
-            let reader = part.run();
+            let reader = self.job.run(part);
             self.lock().readers[i] = Some(reader);
             self.finished.notify_all();
         }
     }
 
-    /// Every part's reader, once all are done; `None` for one the helper lost.
-    fn wait_for_readers(&self) -> Vec<Option<Reader>> {
+    /// Claims the next part from the front for the chunk's thread, if the helper has not taken it.
+    fn take_front(&self) -> Option<usize> {
         let mut claims = self.lock();
-        while !claims.helper_gone && claims.readers.iter().any(Option::is_none) {
+        let i = claims.front;
+        claims.parts.get_mut(i)?.take()?;
+        claims.front = i + 1;
+        Some(i)
+    }
+
+    /// The helper's readers, from the first part the chunk's thread did not take, once all are done;
+    /// `None` for one the helper lost.
+    fn wait_for_helper(&self) -> (usize, Vec<Option<Reader>>) {
+        let mut claims = self.lock();
+        let front = claims.front;
+        while !claims.helper_gone && claims.readers[front..].iter().any(Option::is_none) {
             claims = self
                 .finished
                 .wait(claims)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        std::mem::take(&mut claims.readers)
+        (front, claims.readers.split_off(front))
     }
 }
 
@@ -168,35 +228,62 @@ pub(in crate::rewrite::html) fn write_split(
     out: &mut Vec<u8>,
 ) -> Result<(), RewriteError> {
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => split_with(t, chunk, cuts, Some(&runtime), out).map(drop),
+        Ok(runtime) => split_with(t, chunk, cuts, Helper::Pool(&runtime), out).map(drop),
         Err(_) => t.feed_whole(chunk, out),
     }
 }
 
-/// [`write_split`] with the helper from `helper`'s blocking pool, or none (this thread then does every
-/// part, as it does those a late helper has not claimed). Returns how many cuts joined.
+/// [`write_split`] with the given helper. Returns how many cuts joined.
 pub(in crate::rewrite::html) fn split_with(
     t: &mut HtmlTransform,
     chunk: Bytes,
     cuts: &[(usize, usize)],
-    helper: Option<&tokio::runtime::Handle>,
+    helper: Helper<'_>,
     out: &mut Vec<u8>,
 ) -> Result<usize, RewriteError> {
-    let (Some(recipe), Some(rewriter), Some(mut doc)) =
-        (t.recipe.clone(), t.rewriter.take(), t.doc.take())
-    else {
-        return t.feed_whole(chunk, out).map(|()| 0);
+    let recipe = match (&t.recipe, cuts.is_empty()) {
+        (Some(recipe), false) => recipe.clone(),
+        _ => return t.feed_whole(chunk, out).map(|()| 0),
     };
-    if cuts.is_empty() {
-        t.rewriter = Some(rewriter);
-        t.doc = Some(doc);
-        return t.feed_whole(chunk, out).map(|()| 0);
+    let (rewriter, doc) = match (t.rewriter.take(), t.doc.take()) {
+        (Some(rewriter), Some(doc)) => (rewriter, doc),
+        (rewriter, doc) => {
+            (t.rewriter, t.doc) = (rewriter, doc);
+            return t.feed_whole(chunk, out).map(|()| 0);
+        }
+    };
+    let (shared, first) = start_parts(recipe, rewriter, doc, chunk.clone(), cuts, out);
+    match helper {
+        Helper::Pool(runtime) => {
+            let gone = HelperGone(shared.clone());
+            runtime.spawn_blocking(move || gone.0.help());
+        }
+        Helper::Ahead => {
+            shared.help();
+            shared.lock().helper_gone = true;
+        }
+        #[cfg(test)]
+        Helper::Never => shared.lock().helper_gone = true,
     }
+    let live = go_through_front(&shared, cuts, first);
+    let (front, helpers) = shared.wait_for_helper();
+    join(t, &chunk, &cuts[front..], live, helpers, out)
+}
+
+/// The parts after the first, each with the document state as it is now, and the document's own rewriter
+/// placed at the start of the chunk.
+fn start_parts(
+    recipe: Recipe,
+    rewriter: HtmlRewriter<'static, scope::Sink>,
+    mut doc: Box<Doc>,
+    chunk: Bytes,
+    cuts: &[(usize, usize)],
+    out: &mut Vec<u8>,
+) -> (Arc<Shared>, Reader) {
     let base_seen_at_cut = doc.base_seen;
     let origin = doc.input.end();
     doc.input.push(chunk.clone());
-    // Each later part's rewriter starts at its cut's tag, with the document state as it is now.
-    let later: Vec<Option<Part>> = cuts
+    let parts: Vec<Option<Part>> = cuts
         .iter()
         .enumerate()
         .map(|(i, &(start, _))| {
@@ -204,91 +291,89 @@ pub(in crate::rewrite::html) fn split_with(
             fork.input.push(chunk.slice(start..));
             let next = cuts.get(i + 1).copied();
             Some(Part {
-                reader: Reader {
-                    rewriter: recipe.rewriter(),
-                    doc: Some(fork),
-                    start,
-                    origin: 0,
-                    fed: start,
-                    base_seen_at_cut,
-                    out: Vec::new(),
-                    reached: false,
-                    result: Ok(()),
-                },
-                chunk: chunk.clone(),
+                doc: fork,
+                start,
                 to: next.map_or(chunk.len(), |(at, _)| at),
                 cut: next,
             })
         })
         .collect();
+    let first = Reader {
+        rewriter,
+        doc: Some(doc),
+        start: 0,
+        origin,
+        fed: 0,
+        base_seen_at_cut,
+        out: std::mem::take(out),
+        mark: None,
+        result: Ok(()),
+    };
     let shared = Arc::new(Shared {
+        job: Job {
+            chunk,
+            recipe,
+            base_seen_at_cut,
+        },
         claims: Mutex::new(Claims {
-            readers: later.iter().map(|_| None).collect(),
-            parts: later,
-            helper_gone: helper.is_none(),
+            readers: parts.iter().map(|_| None).collect(),
+            front: 0,
+            parts,
+            helper_gone: false,
         }),
         finished: Condvar::new(),
     });
-    if let Some(helper) = helper {
-        let gone = HelperGone(shared.clone());
-        helper.spawn_blocking(move || gone.0.work(true));
-    }
-    let first = Part {
-        reader: Reader {
-            rewriter,
-            doc: Some(doc),
-            start: 0,
-            origin,
-            fed: 0,
-            base_seen_at_cut,
-            out: std::mem::take(out),
-            reached: false,
-            result: Ok(()),
-        },
-        chunk: chunk.clone(),
-        to: cuts[0].0,
-        cut: Some(cuts[0]),
-    };
-    let first = first.run();
-    shared.work(false);
-    let later = shared.wait_for_readers();
-    join(t, &chunk, cuts, first, later, out)
+    (shared, first)
 }
 
-/// Puts the parts' outputs together: at each cut, the next part's output if the reader before reached it,
-/// or else that reader going on through the next part itself.
+/// The chunk's thread: the first part, then every part the helper has not taken, going on with the
+/// document's rewriter and checking each cut on the way.
+fn go_through_front(shared: &Shared, cuts: &[(usize, usize)], mut live: Reader) -> Reader {
+    let chunk = &shared.job.chunk;
+    live.advance(chunk, cuts[0].0, Some(cuts[0]));
+    while let Some(i) = shared.take_front() {
+        if live.result.is_err() {
+            break;
+        }
+        let next = cuts.get(i + 1).copied();
+        live.go_on(chunk, next.map_or(chunk.len(), |(at, _)| at), next);
+    }
+    live
+}
+
+/// Puts the outputs together from the first cut the chunk's thread did not take: at each, the helper's
+/// output for the part after it if the reader before reached it, or else that reader going on through
+/// the part itself.
 fn join(
     t: &mut HtmlTransform,
     chunk: &[u8],
     cuts: &[(usize, usize)],
-    first: Reader,
-    later: Vec<Option<Reader>>,
+    mut live: Reader,
+    helpers: Vec<Option<Reader>>,
     out: &mut Vec<u8>,
 ) -> Result<usize, RewriteError> {
-    let mut live = first;
     let mut joined = 0;
-    for (i, next) in later.into_iter().enumerate() {
+    for (i, next) in helpers.into_iter().enumerate() {
         if live.result.is_err() {
             break;
         }
-        if live.reached {
+        if let Some(mark) = live.mark {
             let Some(next) = next else {
                 // The helper lost the part, and the reader before handed its tag over: the rest passes.
-                out.append(&mut live.out);
+                out.append(live.output_to_mark(mark));
                 out.extend_from_slice(&chunk[cuts[i].0..]);
                 t.doc = live.doc;
                 return Err(RewriteError::Html("split rewrite lost a part".into()));
             };
-            out.append(&mut live.out);
+            out.append(live.output_to_mark(mark));
             live = next;
             joined += 1;
             JOINED.inc();
             continue;
         }
         FELL_BACK.inc();
-        out.append(&mut live.out);
         let after = cuts.get(i + 1).copied();
-        live.advance(chunk, after.map_or(chunk.len(), |(at, _)| at), after);
+        live.go_on(chunk, after.map_or(chunk.len(), |(at, _)| at), after);
     }
     out.append(&mut live.out);
     t.doc = live.doc;
