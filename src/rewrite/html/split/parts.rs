@@ -48,6 +48,27 @@ struct Reader {
 }
 
 impl Reader {
+    /// A rewriter about to read the chunk from `start`, which is its document offset `origin`.
+    fn new(
+        rewriter: HtmlRewriter<'static, scope::Sink>,
+        doc: Box<Doc>,
+        (start, origin): (usize, usize),
+        base_seen_at_cut: bool,
+        out: Vec<u8>,
+    ) -> Reader {
+        Reader {
+            rewriter,
+            doc: Some(doc),
+            start,
+            origin,
+            fed: start,
+            base_seen_at_cut,
+            out,
+            mark: None,
+            result: Ok(()),
+        }
+    }
+
     /// Feeds the chunk up to `to`, then checks `cut` if there is one: feeds that tag with the cut
     /// pending, and if the check held, notes where the mark is.
     fn advance(&mut self, chunk: &[u8], to: usize, cut: Option<(usize, usize)>) {
@@ -131,17 +152,13 @@ impl Job {
     /// Rewrites `part` with a fresh rewriter.
     fn run(&self, part: Part) -> Reader {
         let _running = Running::enter();
-        let mut reader = Reader {
-            rewriter: self.recipe.rewriter(),
-            doc: Some(part.doc),
-            start: part.start,
-            origin: 0,
-            fed: part.start,
-            base_seen_at_cut: self.base_seen_at_cut,
-            out: Vec::with_capacity(part.to - part.start + 1024),
-            mark: None,
-            result: Ok(()),
-        };
+        let mut reader = Reader::new(
+            self.recipe.rewriter(),
+            part.doc,
+            (part.start, 0),
+            self.base_seen_at_cut,
+            Vec::with_capacity(part.to - part.start + 1024),
+        );
         reader.advance(&self.chunk, part.to, part.cut);
         reader
     }
@@ -270,6 +287,13 @@ pub(in crate::rewrite::html) fn split_with(
     join(t, &chunk, &cuts[front..], live, helpers, out)
 }
 
+/// How far the part starting at `cuts[i]` reads in a chunk of `len` bytes (to the next cut's tag, or the
+/// end), and the next cut, which its reader checks.
+fn reach(cuts: &[(usize, usize)], i: usize, len: usize) -> (usize, Option<(usize, usize)>) {
+    let next = cuts.get(i + 1).copied();
+    (next.map_or(len, |(at, _)| at), next)
+}
+
 /// The parts after the first, each with the document state as it is now, and the document's own rewriter
 /// placed at the start of the chunk.
 fn start_parts(
@@ -289,26 +313,22 @@ fn start_parts(
         .map(|(i, &(start, _))| {
             let mut fork = Box::new(doc.fork());
             fork.input.push(chunk.slice(start..));
-            let next = cuts.get(i + 1).copied();
+            let (to, cut) = reach(cuts, i, chunk.len());
             Some(Part {
                 doc: fork,
                 start,
-                to: next.map_or(chunk.len(), |(at, _)| at),
-                cut: next,
+                to,
+                cut,
             })
         })
         .collect();
-    let first = Reader {
+    let first = Reader::new(
         rewriter,
-        doc: Some(doc),
-        start: 0,
-        origin,
-        fed: 0,
+        doc,
+        (0, origin),
         base_seen_at_cut,
-        out: std::mem::take(out),
-        mark: None,
-        result: Ok(()),
-    };
+        std::mem::take(out),
+    );
     let shared = Arc::new(Shared {
         job: Job {
             chunk,
@@ -335,8 +355,8 @@ fn go_through_front(shared: &Shared, cuts: &[(usize, usize)], mut live: Reader) 
         if live.result.is_err() {
             break;
         }
-        let next = cuts.get(i + 1).copied();
-        live.go_on(chunk, next.map_or(chunk.len(), |(at, _)| at), next);
+        let (to, next) = reach(cuts, i, chunk.len());
+        live.go_on(chunk, to, next);
     }
     live
 }
@@ -372,8 +392,8 @@ fn join(
             continue;
         }
         FELL_BACK.inc();
-        let after = cuts.get(i + 1).copied();
-        live.go_on(chunk, after.map_or(chunk.len(), |(at, _)| at), after);
+        let (to, next) = reach(cuts, i, chunk.len());
+        live.go_on(chunk, to, next);
     }
     out.append(&mut live.out);
     t.doc = live.doc;
