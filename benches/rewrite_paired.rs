@@ -16,18 +16,14 @@ mod rewriters;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cobrowse_proxy::rewrite::script::ScriptCache;
-use rewriters::{env_or, median, naive, ours, page, page_filter, star_noop, PAGES};
+use rewriters::{median, naive, ours, paired_rounds, star_noop, wanted_pages};
 use url::Url;
 
 const NAMES: [&str; 4] = ["ours", "naive prefix", "naive resolve", "lol_html * floor"];
 
 fn main() {
-    let wanted = page_filter();
-    let rounds: usize = env_or("PAIRED_ROUNDS", 300);
-    let budget = Duration::from_secs(env_or("PAIRED_SECS", 8));
     let url = Url::parse("https://www.shop.test/").unwrap();
     let scripts = Arc::new(ScriptCache::new(1 << 20));
     println!(
@@ -41,50 +37,24 @@ fn main() {
         "pfx / ours",
         "res / ours"
     );
-    for name in PAGES {
-        if !wanted(name) {
-            continue;
-        }
-        let page = page(name);
-        let run = |which: usize| -> Duration {
-            let start = Instant::now();
+    for (name, page) in wanted_pages() {
+        let run = |which: usize| {
             black_box(match which {
                 0 => ours(&page, &url, &scripts),
                 1 => naive(&page, &url, false),
                 2 => naive(&page, &url, true),
                 _ => star_noop(&page),
             });
-            start.elapsed()
         };
-        for which in 0..NAMES.len() {
-            for _ in 0..5 {
-                run(which);
-            }
-        }
-        let mut times: [Vec<f64>; 4] = Default::default();
-        let (mut prefix_ratio, mut resolve_ratio) = (Vec::new(), Vec::new());
-        let started = Instant::now();
-        for round in 0..rounds {
-            if started.elapsed() > budget {
-                break;
-            }
-            let mut t = [0.0; 4];
-            for k in 0..NAMES.len() {
-                let which = (round + k) % NAMES.len();
-                t[which] = run(which).as_secs_f64() * 1e6;
-            }
-            for (all, one) in times.iter_mut().zip(t) {
-                all.push(one);
-            }
-            prefix_ratio.push(t[1] / t[0]);
-            resolve_ratio.push(t[2] / t[0]);
-        }
-        let done = prefix_ratio.len();
-        let [a, b, c, d] = times.map(median);
+        let rounds: Vec<[f64; NAMES.len()]> = paired_rounds(run, || ());
+        let column =
+            |f: &dyn Fn(&[f64; NAMES.len()]) -> f64| median(rounds.iter().map(f).collect());
+        let [a, b, c, d] = [0, 1, 2, 3].map(|i| column(&|t| t[i]));
         println!(
-            "{name:10} {done:>6}  {a:>10.0} {b:>13.0} {c:>14.0} {d:>17.0}  {:>13.3} {:>14.3}",
-            median(prefix_ratio),
-            median(resolve_ratio)
+            "{name:10} {:>6}  {a:>10.0} {b:>13.0} {c:>14.0} {d:>17.0}  {:>13.3} {:>14.3}",
+            rounds.len(),
+            column(&|t| t[1] / t[0]),
+            column(&|t| t[2] / t[0])
         );
     }
 }

@@ -13,16 +13,12 @@
 mod rewriters;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cobrowse_proxy::rewrite::script::ScriptCache;
-use rewriters::{env_or, median, ours_one_chunk, page, page_filter, PAGES};
+use rewriters::{median, ours_one_chunk, paired_rounds, wanted_pages};
 use url::Url;
 
 fn main() {
-    let wanted = page_filter();
-    let rounds: usize = env_or("PAIRED_ROUNDS", 300);
-    let budget = Duration::from_secs(env_or("PAIRED_SECS", 8));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _inside = runtime.enter();
     let url = Url::parse("https://www.shop.test/").unwrap();
@@ -32,47 +28,22 @@ fn main() {
         "{:10} {:>6}  {:>12} {:>12}  {:>10}  {:>12}",
         "page", "rounds", "1 core µs", "2 cores µs", "1 ÷ 2", "joined/tried"
     );
-    for name in PAGES {
-        if !wanted(name) {
-            continue;
-        }
-        let page = page(name);
-        let run = |split: bool| -> f64 {
-            let start = Instant::now();
-            ours_one_chunk(&page, &url, &scripts, split);
-            start.elapsed().as_secs_f64() * 1e6
+    for (name, page) in wanted_pages() {
+        let run = |which: usize| {
+            ours_one_chunk(&page, &url, &scripts, which == 1);
         };
-        for _ in 0..5 {
-            run(false);
-            run(true);
-        }
-        let (joined_before, fell_back_before) = (joined.get(), fell_back.get());
-        let (mut one, mut two, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-        let started = Instant::now();
-        for round in 0..rounds {
-            if started.elapsed() > budget {
-                break;
-            }
-            let (a, b) = if round % 2 == 0 {
-                let a = run(false);
-                (a, run(true))
-            } else {
-                let b = run(true);
-                (run(false), b)
-            };
-            one.push(a);
-            two.push(b);
-            ratio.push(a / b);
-        }
-        let done = ratio.len();
-        let tried = joined.get() - joined_before + fell_back.get() - fell_back_before;
+        let mut before = (0, 0);
+        let rounds: Vec<[f64; 2]> = paired_rounds(run, || before = (joined.get(), fell_back.get()));
+        let (joins, falls) = (joined.get() - before.0, fell_back.get() - before.1);
+        let column = |f: fn(&[f64; 2]) -> f64| median(rounds.iter().map(f).collect());
         println!(
-            "{name:10} {done:>6}  {:>12.0} {:>12.0}  {:>10.3}  {:>6}/{}",
-            median(one),
-            median(two),
-            median(ratio),
-            joined.get() - joined_before,
-            tried
+            "{name:10} {:>6}  {:>12.0} {:>12.0}  {:>10.3}  {:>6}/{}",
+            rounds.len(),
+            column(|t| t[0]),
+            column(|t| t[1]),
+            column(|t| t[0] / t[1]),
+            joins,
+            joins + falls
         );
     }
 }

@@ -2,7 +2,8 @@
 //! does (16 KiB chunks): ours, lol_html passing bytes through, lol_html's floors (a no-op `*` handler,
 //! one attribute selector), and the naive rewrite the targets name (every URL attribute prefixed, a
 //! script injected; `resolve` also resolves each URL against the page first). Shared by
-//! `benches/rewrite.rs` (criterion) and `benches/rewrite_paired.rs` (back-to-back pairs).
+//! `benches/rewrite.rs` (criterion), and `benches/rewrite_paired.rs` and `benches/rewrite_split.rs`
+//! (back-to-back pairs).
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -41,6 +42,47 @@ pub fn page_filter() -> impl Fn(&str) -> bool {
     move |name| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
 }
 pub const PAGES: [&str; 3] = ["shop-100k", "news-300k", "docs-1m"];
+
+/// The corpus pages to run in the paired benches: [`PAGES`] filtered by the arguments, each loaded.
+pub fn wanted_pages() -> impl Iterator<Item = (&'static str, bytes::Bytes)> {
+    let wanted = page_filter();
+    PAGES
+        .into_iter()
+        .filter(move |name| wanted(name))
+        .map(|name| (name, page(name)))
+}
+
+/// The paired benches' rounds on one page: five warm-up rounds, then `after_warm_up`, then each of the
+/// `N` runs timed once per round, back to back in an order that rotates from round to round, for
+/// `PAIRED_ROUNDS` rounds (300) or `PAIRED_SECS` seconds (8), whichever ends first. The µs each run
+/// took, per round.
+pub fn paired_rounds<const N: usize>(
+    mut run: impl FnMut(usize),
+    after_warm_up: impl FnOnce(),
+) -> Vec<[f64; N]> {
+    let rounds: usize = env_or("PAIRED_ROUNDS", 300);
+    let budget = std::time::Duration::from_secs(env_or("PAIRED_SECS", 8));
+    for _ in 0..5 {
+        (0..N).for_each(&mut run);
+    }
+    after_warm_up();
+    let started = std::time::Instant::now();
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        if started.elapsed() > budget {
+            break;
+        }
+        let mut t = [0.0; N];
+        for k in 0..N {
+            let which = (round + k) % N;
+            let start = std::time::Instant::now();
+            run(which);
+            t[which] = start.elapsed().as_secs_f64() * 1e6;
+        }
+        times.push(t);
+    }
+    times
+}
 const URL_ATTRS: [&str; 6] = ["href", "src", "srcset", "action", "poster", "data"];
 
 pub fn map() -> ProxyMap {
