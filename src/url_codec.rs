@@ -529,16 +529,17 @@ pub fn needs_resolving_bytes(reference: &[u8]) -> bool {
     }
 }
 
+/// The special (network) schemes, lowercase: a reference with one of them is resolved against the base
+/// by its own rules, so it needs the rewriter's work.
+pub const SPECIAL_SCHEMES: [&[u8]; 6] = [b"http", b"https", b"ws", b"wss", b"ftp", b"file"];
+
 /// Whether a scheme starting with `first` and going on in `rest` up to its `:` is a special (network)
 /// one. The longest is five letters, so no more than six bytes are read.
 fn has_special_scheme(first: u8, rest: impl Iterator<Item = u8>) -> bool {
     let mut scheme = [first.to_ascii_lowercase(), 0, 0, 0, 0];
     for (len, b) in (1..).zip(rest) {
         if b == b':' {
-            return matches!(
-                &scheme[..len],
-                b"http" | b"https" | b"ws" | b"wss" | b"ftp" | b"file"
-            );
+            return SPECIAL_SCHEMES.contains(&&scheme[..len]);
         }
         let scheme_byte = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
         let Some(slot) = scheme.get_mut(len).filter(|_| scheme_byte) else {

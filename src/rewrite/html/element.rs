@@ -17,7 +17,7 @@ use super::{escape_attribute, split, Doc, ScriptKind};
 use crate::byte_set::byte_set;
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
-use crate::url_codec::needs_resolving_bytes;
+use crate::url_codec::{needs_resolving_bytes, SPECIAL_SCHEMES};
 
 type El<'r, 't> = Element<'r, 't, SendHandlerTypes>;
 
@@ -142,15 +142,17 @@ impl AttrKind {
                         .any(needs_resolving_bytes)
             }
             // Only url(), image-set() and the like can carry a URL, and they all need a parenthesis.
-            AttrKind::Style => has(b'('),
+            // An entity can spell the parenthesis too (`url&lpar;…`).
+            AttrKind::Style => has(b'(') || has(b'&'),
             AttrKind::Handler => js::mentions_anything_in(raw),
         }
     }
 }
 
 /// Whether any attribute of a start tag, as written, could pass `may_need_work`: each `true` there needs
-/// one of these bytes or words somewhere in the tag (a scheme needs `:`, an authority `//` or `\\`, a
-/// stripped tab or newline itself, a style `(`, a handler one of [`js::WORDS`] after its `on…` name).
+/// one of these bytes or words somewhere in the tag (a special scheme its name right before a `:`, an
+/// authority `//` or `\\`, a stripped tab or newline itself, an entity `&`, a style a `(` somewhere after
+/// the name `style`, a handler one of [`js::WORDS`] after its `on…` name).
 /// Most tags have none, and for those lol_html need not even build the attribute list. One pass over the
 /// tag, which runs on every start tag of every page: the bytes it stops at are rare in tags, and the
 /// words are looked for only after an `on…` name, since only a handler's value can need them (looking
@@ -163,6 +165,8 @@ fn tag_may_need_work(tag: &[u8]) -> bool {
         }
         let needs_work = match b {
             b'/' => tag.get(i + 1) == Some(&b'/'),
+            b':' => ends_with_special_scheme(&tag[..i]),
+            b'(' => names_style(&tag[..i]),
             b'o' | b'O' => {
                 // The first handler's name starts the part of the tag where every handler value lies.
                 let first = !handler_seen && starts_handler_name(tag, i);
@@ -176,6 +180,30 @@ fn tag_may_need_work(tag: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Whether `before` a `:` ends with a special scheme's name, any case: only those make a URL that needs
+/// work (`needs_resolving_bytes`), and a scheme is written right before its `:` (a tab or newline inside
+/// it stops the scan on its own). Colons in `style="margin:0"` or `content="width=device-width"` do not.
+#[inline(never)]
+fn ends_with_special_scheme(before: &[u8]) -> bool {
+    SPECIAL_SCHEMES.iter().any(|scheme| {
+        before
+            .len()
+            .checked_sub(scheme.len())
+            .is_some_and(|from| before[from..].eq_ignore_ascii_case(scheme))
+    })
+}
+
+/// Whether `before` a `(` names `style` anywhere, any case: a parenthesis needs work only in a style's
+/// value, which comes after its name. `onclick="add(this)"` does not.
+#[inline(never)]
+fn names_style(before: &[u8]) -> bool {
+    memchr::memchr2_iter(b's', b'S', before).any(|i| {
+        before
+            .get(i..i + 5)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"style"))
+    })
 }
 
 /// The bytes [`tag_may_need_work`] stops at: a table lookup per byte, then a closer look at the few.
@@ -433,6 +461,14 @@ mod tests {
         ));
         assert!(!tag_may_need_work(b"<a data-x=location onclick=\"go\">"));
         assert!(tag_may_need_work(b"<a href=\"&#x2F;&#x2F;c.test\">"));
+        // A colon needs work only after a special scheme, a parenthesis only after `style`.
+        assert!(!tag_may_need_work(b"<article style=\"margin:5px\">"));
+        assert!(!tag_may_need_work(b"<button onclick=\"add(this)\">"));
+        assert!(!tag_may_need_work(b"<a href=\"mailto:x@y.test\">"));
+        assert!(tag_may_need_work(b"<a href=\"HTTP:x\">"));
+        assert!(tag_may_need_work(b"<a href=\"wss://x\">"));
+        assert!(tag_may_need_work(b"<p Style=\"background:url(x)\">"));
+        assert!(AttrKind::Style.may_need_work(b"background:url&lpar;//c.test/a&rpar;"));
     }
 
     /// The one-pass scan answers as the obvious definition does, on every tag of the corpus pages and
@@ -445,9 +481,16 @@ mod tests {
                     && tag[i..].len() > 1
                     && tag[i..i + 2].eq_ignore_ascii_case(b"on")
             });
-            tag.iter()
-                .any(|b| matches!(b, b'&' | b'\\' | b':' | b'(' | b'\t' | b'\n' | b'\r'))
-                || memchr::memmem::find(tag, b"//").is_some()
+            let lower_before = |i: usize| tag[..i].to_ascii_lowercase();
+            let scheme_colon =
+                |i: usize| SPECIAL_SCHEMES.iter().any(|s| lower_before(i).ends_with(s));
+            let style_paren = |i: usize| memchr::memmem::find(&lower_before(i), b"style").is_some();
+            tag.iter().enumerate().any(|(i, b)| match b {
+                b'&' | b'\\' | b'\t' | b'\n' | b'\r' => true,
+                b':' => scheme_colon(i),
+                b'(' => style_paren(i),
+                _ => false,
+            }) || memchr::memmem::find(tag, b"//").is_some()
                 || handler.is_some_and(|i| js::mentions_anything_in(&tag[i..]))
         };
         let mut tags: Vec<Vec<u8>> = [
@@ -464,6 +507,14 @@ mod tests {
             b"<p/On=import",
             b"<p x='1'oNx=location",
             b"<p x=1 ono=\"a\" onload=\"postMessage\"",
+            b"<p style=\"margin:0\" title=\"a(b)\">",
+            b"<p title=\"a(b)\" STYLE=\"x\">",
+            b"<p STYLE=\"background:url(x)\">",
+            b"<a href=\"HTTPS:x\" data-x=\"news:y\">",
+            b"<a href=\"mailto:x\" onclick=\"go(1)\">",
+            b"<a href=\"xhttp:x\">",
+            b":",
+            b"(",
         ]
         .iter()
         .map(|t| t.to_vec())

@@ -148,6 +148,17 @@ fn entities_cannot_hide_an_absolute_url() {
     assert!(out.contains(&format!("href=\"{P}/y\"")), "{out}");
 }
 
+/// Browsers decode entities in a `style` value before CSS reads it, so a parenthesis spelled `&lpar;`
+/// opens `url(` all the same.
+#[test]
+fn entities_cannot_hide_a_url_in_a_style() {
+    let out = rewrite(
+        r#"<div style="background:url&lpar;https://cdn.shop.test/a.png&rpar;">x</div><p style="margin:0">y</p>"#,
+    );
+    assert!(out.contains(&format!("{P}/a.png")), "{out}");
+    assert!(out.contains("<p style=\"margin:0\">"), "{out}");
+}
+
 #[test]
 fn base_href_is_rewritten_and_used_for_later_absolute_resolution() {
     let out = rewrite(
