@@ -159,6 +159,9 @@ impl AttrKind {
 /// for their first letters everywhere stopped five times a tag, each a mispredicted branch).
 fn tag_may_need_work(tag: &[u8]) -> bool {
     let mut handler_seen = false;
+    // Where the tag first names `style`, looked for once, at its first `(`: a search at every `(` would
+    // make a tag of many parentheses cost the square of its length.
+    let mut first_style: Option<Option<usize>> = None;
     for (i, &b) in tag.iter().enumerate() {
         if !SCAN_BYTES[usize::from(b)] {
             continue;
@@ -166,7 +169,9 @@ fn tag_may_need_work(tag: &[u8]) -> bool {
         let needs_work = match b {
             b'/' => tag.get(i + 1) == Some(&b'/'),
             b':' => ends_with_special_scheme(&tag[..i]),
-            b'(' => names_style(&tag[..i]),
+            b'(' => first_style
+                .get_or_insert_with(|| first_style_name(tag))
+                .is_some_and(|at| at + STYLE.len() <= i),
             b'o' | b'O' => {
                 // The first handler's name starts the part of the tag where every handler value lies.
                 let first = !handler_seen && starts_handler_name(tag, i);
@@ -195,14 +200,15 @@ fn ends_with_special_scheme(before: &[u8]) -> bool {
     })
 }
 
-/// Whether `before` a `(` names `style` anywhere, any case: a parenthesis needs work only in a style's
-/// value, which comes after its name. `onclick="add(this)"` does not.
+const STYLE: &[u8] = b"style";
+
+/// Where `tag` first names `style`, any case. A `(` needs work only after it: only a style's value needs
+/// a parenthesis, and the value comes after its name. `onclick="add(this)"` does not.
 #[inline(never)]
-fn names_style(before: &[u8]) -> bool {
-    memchr::memchr2_iter(b's', b'S', before).any(|i| {
-        before
-            .get(i..i + 5)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"style"))
+fn first_style_name(tag: &[u8]) -> Option<usize> {
+    memchr::memchr2_iter(b's', b'S', tag).find(|&i| {
+        tag.get(i..i + STYLE.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(STYLE))
     })
 }
 
@@ -468,6 +474,11 @@ mod tests {
         assert!(tag_may_need_work(b"<a href=\"HTTP:x\">"));
         assert!(tag_may_need_work(b"<a href=\"wss://x\">"));
         assert!(tag_may_need_work(b"<p Style=\"background:url(x)\">"));
+        // The first `(` finds where `style` is; a later one after it still counts.
+        assert!(tag_may_need_work(
+            b"<p title=\"(\" style=\"x\" data-x=\"(\">"
+        ));
+        assert!(!tag_may_need_work(b"<p title=\"(\" style=\"x\">"));
         assert!(AttrKind::Style.may_need_work(b"background:url&lpar;//c.test/a&rpar;"));
     }
 
@@ -509,6 +520,8 @@ mod tests {
             b"<p x=1 ono=\"a\" onload=\"postMessage\"",
             b"<p style=\"margin:0\" title=\"a(b)\">",
             b"<p title=\"a(b)\" STYLE=\"x\">",
+            b"<p title=\"(\" style=\"x\" data-x=\"(\">",
+            b"<p title=\"s(sty(\" data-s=\"styl\">",
             b"<p STYLE=\"background:url(x)\">",
             b"<a href=\"HTTPS:x\" data-x=\"news:y\">",
             b"<a href=\"mailto:x\" onclick=\"go(1)\">",
