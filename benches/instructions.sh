@@ -46,6 +46,7 @@ fi
 for page in shop-100k news-300k docs-1m; do
   count "html/$page/lol_html_passthrough" passthrough
   count "html/$page/lol_html_star_noop" star_noop
+  count "html/$page/lol_html_star_noop_lexer" star_noop_lexer
   count "html/$page/naive_prefix" naive
   count "html/$page/cobrowse" ours
 done

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use cobrowse_proxy::rewrite::css::CssRewriter;
 use cobrowse_proxy::rewrite::script::ScriptCache;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rewriters::{attr_selector_noop, map, naive, ours, page, passthrough, star_noop, CHUNK, PAGES};
+use rewriters::{
+    attr_selector_noop, map, naive, ours, page, passthrough, star_noop, star_noop_lexer, CHUNK,
+    PAGES,
+};
 use url::Url;
 
 fn html(c: &mut Criterion) {
@@ -31,6 +34,9 @@ fn html(c: &mut Criterion) {
         });
         g.bench_function("lol_html_passthrough", |b| b.iter(|| passthrough(&page)));
         g.bench_function("lol_html_star_noop", |b| b.iter(|| star_noop(&page)));
+        g.bench_function("lol_html_star_noop_lexer", |b| {
+            b.iter(|| star_noop_lexer(&page))
+        });
         g.bench_function("lol_html_attr_selector_noop", |b| {
             b.iter(|| attr_selector_noop(&page))
         });

@@ -81,6 +81,24 @@ fn relative_urls_are_untouched_and_agent_goes_first_in_head() {
     assert_eq!(out, input.replace("<head>", &format!("<head>{TAG}")));
 }
 
+/// The rewriter keeps a (no-op) doctype handler to stay in lol_html's lexer; a doctype it captures must
+/// still come out exactly as written, however it is spelled.
+#[test]
+fn doctypes_pass_byte_for_byte() {
+    for doctype in [
+        "<!DOCTYPE html>",
+        "<!DoCtYpE   HTML  >",
+        "<!doctype html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">",
+        "<!doctype html SYSTEM 'about:legacy-compat'>",
+        "<!doctype>",
+        "<!DOCTYPE html><!DOCTYPE again>",
+    ] {
+        let input = format!("{doctype}<html><head><title>t</title></head><body><p>x</p></body></html>");
+        let out = rewrite(&input);
+        assert_eq!(out, input.replace("<head>", &format!("<head>{TAG}")), "{doctype}");
+    }
+}
+
 #[test]
 fn absolute_urls_in_every_url_attribute() {
     let input = r#"<a href="https://cdn.shop.test/a">a</a><img src="//cdn.shop.test/i.png"><form action="https://cdn.shop.test/f"><button formaction="https://cdn.shop.test/b"></button></form><video poster="https://cdn.shop.test/p.png"></video><object data="https://cdn.shop.test/o.svg"></object><blockquote cite="https://cdn.shop.test/q"></blockquote><table background="https://cdn.shop.test/bg.png"></table><a ping="https://cdn.shop.test/ping">p</a><svg><image href="https://cdn.shop.test/s.png"/><use xlink:href="https://cdn.shop.test/sprite.svg#i"/></svg><iframe src="https://cdn.shop.test/frame"></iframe><link rel=icon href="https://cdn.shop.test/fav.ico">"#;
