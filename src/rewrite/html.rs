@@ -245,10 +245,10 @@ fn full_settings(recipe: &Recipe) -> Settings<'static, 'static> {
 }
 
 /// Keeps lol_html in its lexer for the whole document. Without a document-level handler it scans for
-/// tags only, and since both rewrites' `*` matches every start tag it switches to the lexer and back around each one: two
-/// boxed directive changes and the tag's start read twice. A doctype handler (which does nothing, and runs
-/// at most once) is the cheapest document-level handler that keeps the lexer on: 7–8 % fewer instructions
-/// per page on the corpus (docs/PERFORMANCE.md, fourteenth pass).
+/// tags only, and since both rewrites' `*` matches every start tag it switches to the lexer and back
+/// around each one: two boxed directive changes and the tag's start read twice. A doctype handler (which
+/// does nothing, and runs at most once) is the cheapest document-level handler that keeps the lexer on:
+/// 7–8 % fewer instructions per page on the corpus (docs/PERFORMANCE.md, fourteenth pass).
 fn stay_in_lexer(settings: Settings<'static, 'static>) -> Settings<'static, 'static> {
     settings.append_document_content_handler(lol_html::doctype!(|_| Ok(())))
 }
