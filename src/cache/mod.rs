@@ -191,6 +191,15 @@ impl Cache {
         };
         let now = self.inner.store.now();
         for stored in &variants.list {
+            if policy::plainly_fresh(&presented.headers, &stored.headers, stored.fresh_until, now) {
+                debug_assert!(matches!(
+                    stored
+                        .policy
+                        .before_request(&policy::matching_request(presented, &stored.headers), now),
+                    BeforeRequest::Fresh(_)
+                ));
+                return Lookup::Fresh(stored.clone());
+            }
             let matching = policy::matching_request(presented, &stored.headers);
             match stored.policy.before_request(&matching, now) {
                 BeforeRequest::Fresh(_) => return Lookup::Fresh(stored.clone()),

@@ -73,7 +73,10 @@ impl CacheStatus {
 
     /// The member this cache adds, e.g. `cobrowse-proxy; fwd=uri-miss; stored; ttl=60`.
     pub fn to_field(&self) -> String {
-        let mut out = String::from(NAME);
+        use std::fmt::Write;
+        // One string for the whole member: it is written on every proxied response.
+        let mut out = String::with_capacity(64);
+        out.push_str(NAME);
         if self.hit {
             out.push_str("; hit");
         }
@@ -82,7 +85,7 @@ impl CacheStatus {
             out.push_str(fwd.token());
         }
         if let Some(status) = self.fwd_status {
-            out.push_str(&format!("; fwd-status={status}"));
+            let _ = write!(out, "; fwd-status={status}");
         }
         if self.stored {
             out.push_str("; stored");
@@ -93,7 +96,7 @@ impl CacheStatus {
             None => {}
         }
         if let Some(ttl) = self.ttl {
-            out.push_str(&format!("; ttl={ttl}"));
+            let _ = write!(out, "; ttl={ttl}");
         }
         if let Some(detail) = self.detail {
             out.push_str("; detail=");
@@ -105,7 +108,8 @@ impl CacheStatus {
     /// Adds this cache's member after any the origin (or caches before it) sent: RFC 9211 lists caches
     /// from the origin towards the user.
     pub fn append_to(&self, headers: &mut HeaderMap) {
-        if let Ok(value) = HeaderValue::from_str(&self.to_field()) {
+        // From the string itself, not a copy of it.
+        if let Ok(value) = HeaderValue::try_from(self.to_field()) {
             headers.append(CACHE_STATUS, value);
         }
     }

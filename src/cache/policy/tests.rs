@@ -344,3 +344,67 @@ fn a_304_replaces_fields_but_not_the_body_description() {
     assert!(out.get("age").is_none());
     assert!(out.get("connection").is_none());
 }
+
+/// The shortcut answers only where the crate would say `Fresh`, and leaves every other case to it: a
+/// request with its own directives, a response that varies, a stale response.
+#[test]
+fn plainly_fresh_agrees_with_the_crate_where_it_answers() {
+    let at = SystemTime::now();
+    let stored_res = res(200, &[("cache-control", "max-age=60"), ("age", "10")]);
+    let policy = admit(&get(), &stored_res, at).unwrap();
+    let until = fresh_until(&policy, at);
+    assert_eq!(until, at + Duration::from_secs(50));
+    let crate_says_fresh = |r: &request::Parts, now| {
+        let presented = presented_request(r);
+        let matching = matching_request(&presented, &stored_res.headers);
+        matches!(
+            policy.before_request(&matching, now),
+            BeforeRequest::Fresh(_)
+        )
+    };
+    let plain = get();
+    for secs in [0, 1, 49] {
+        let now = at + Duration::from_secs(secs);
+        assert!(plainly_fresh(
+            &plain.headers,
+            &stored_res.headers,
+            until,
+            now
+        ));
+        assert!(crate_says_fresh(&plain, now));
+    }
+    // Stale: no answer here, and the crate says stale too.
+    let later = at + Duration::from_secs(50);
+    assert!(!plainly_fresh(
+        &plain.headers,
+        &stored_res.headers,
+        until,
+        later
+    ));
+    assert!(!crate_says_fresh(&plain, later));
+    // The request's own directives go to the crate, which may refuse a fresh response.
+    for directives in [("cache-control", "no-cache"), ("pragma", "no-cache")] {
+        let asks = req(Method::GET, &[directives]);
+        assert!(!plainly_fresh(
+            &asks.headers,
+            &stored_res.headers,
+            until,
+            at
+        ));
+        assert!(!crate_says_fresh(&asks, at));
+    }
+    let min_fresh = req(Method::GET, &[("cache-control", "min-fresh=55")]);
+    assert!(!plainly_fresh(
+        &min_fresh.headers,
+        &stored_res.headers,
+        until,
+        at
+    ));
+    assert!(!crate_says_fresh(&min_fresh, at));
+    // A response that varies goes to the crate as well.
+    let varying = res(
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "accept-language")],
+    );
+    assert!(!plainly_fresh(&plain.headers, &varying.headers, until, at));
+}
