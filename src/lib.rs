@@ -80,6 +80,8 @@ pub struct Shared {
     pub ca: forward::ca::CertificateAuthority,
     /// This process's name in `Via`: a request that already carries it has looped back to us.
     pub via: String,
+    /// The `Via` member every request going upstream gets (`headers::request::via_value` of `via`).
+    pub via_header: Option<http::HeaderValue>,
     /// The link to the other nodes, when scale-out is on.
     pub cluster: Option<Arc<cluster::Cluster>>,
     /// Per-client-address rate limits on session creation and relay joins.
@@ -166,7 +168,7 @@ impl Shared {
         );
         // Created on first start, so `ca path` and browsers have it at once.
         let (ca, _) = forward::ca::CertificateAuthority::load_or_create(&config.ca_dir)?;
-        let via_id: u32 = rand::random();
+        let via = format!("cobrowse-{:08x}", rand::random::<u32>());
         let metrics = metrics::Metrics::new();
         let cache = cache::Cache::new(
             &config.cache,
@@ -187,7 +189,8 @@ impl Shared {
                 config.limits.script_cache,
             )),
             ca,
-            via: format!("cobrowse-{via_id:08x}"),
+            via_header: headers::request::via_value(&via),
+            via,
             cluster,
             client_limits: access::ClientLimits::new(&config.access),
             slots: Arc::new(Semaphore::new(config.limits.max_connections)),

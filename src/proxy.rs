@@ -76,8 +76,14 @@ pub async fn handle(
     let visit = Visit::of(&req);
 
     let client_idle = shared.config.limits.client_body_idle();
-    let upstream_req = upstream_request(req, &url, map.as_ref(), websocket, &shared.via)?
-        .map(|body| boxed(IdleTimeoutBody::new(body, client_idle)));
+    let upstream_req = upstream_request(
+        req,
+        &url,
+        map.as_ref(),
+        websocket,
+        shared.via_header.as_ref(),
+    )?
+    .map(|body| request_body(body, client_idle));
     let (mut response, cache_status) = shared.cache.fetch(upstream_req, &shared, websocket).await?;
 
     let mut plan = rewrite::plan(&method, response.status(), response.headers(), dest);
@@ -206,24 +212,35 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// The client's request body as it goes upstream: guarded against a client that stalls mid-body, unless
+/// it has ended already (a GET, most requests), which needs no timer nor a box.
+fn request_body(body: Incoming, client_idle: std::time::Duration) -> ProxyBody {
+    if http_body::Body::is_end_stream(&body) {
+        return crate::body::empty();
+    }
+    boxed(IdleTimeoutBody::new(body, client_idle))
+}
+
 fn upstream_request(
     req: Request<Incoming>,
     url: &Url,
     map: Option<&ProxyMap>,
     websocket: bool,
-    via: &str,
-) -> Result<Request<ProxyBody>, ProxyError> {
+    via: Option<&http::HeaderValue>,
+) -> Result<Request<Incoming>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     match map {
         Some(map) => headers::request::rewrite(&mut parts.headers, map, websocket),
         None => headers::request::rewrite_forward(&mut parts.headers, websocket),
     }
-    headers::request::add_via(&mut parts.headers, via);
+    if let Some(via) = via {
+        headers::request::add_via(&mut parts.headers, via);
+    }
     let uri: Uri = url
         .as_str()
         .parse()
         .map_err(|_| ProxyError::BadRequest("target URL is not a valid URI".into()))?;
-    let mut out = Request::new(boxed(body));
+    let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.uri_mut() = uri;
     *out.version_mut() = Version::HTTP_11;

@@ -28,12 +28,15 @@ pub fn rewrite_forward(headers: &mut HeaderMap, websocket: bool) {
     limit_accept_encoding(headers);
 }
 
-/// Adds this proxy to `Via` (RFC 9110 §7.6.3) under its per-process name, which is how a request that
-/// loops back through us is recognised.
-pub fn add_via(headers: &mut HeaderMap, name: &str) {
-    if let Ok(v) = HeaderValue::from_str(&format!("1.1 {name}")) {
-        headers.append(header::VIA, v);
-    }
+/// This proxy's `Via` member (RFC 9110 §7.6.3) under its per-process name, which is how a request that
+/// loops back through us is recognised; `None` for a name no header could carry.
+pub fn via_value(name: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("1.1 {name}")).ok()
+}
+
+/// Adds this proxy to `Via`: the value is built once per process ([`via_value`]), not per request.
+pub fn add_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    headers.append(header::VIA, via.clone());
 }
 
 /// Whether the request already passed through the proxy called `name`.
@@ -182,7 +185,7 @@ mod tests {
             HeaderValue::from_static("1.0 fred, 1.1 p.example (Apache/1.1)"),
         );
         assert!(!has_looped(&h, "cobrowse-1234abcd"));
-        add_via(&mut h, "cobrowse-1234abcd");
+        add_via(&mut h, &via_value("cobrowse-1234abcd").unwrap());
         assert!(has_looped(&h, "cobrowse-1234abcd"));
         assert!(!has_looped(&h, "cobrowse-ffffffff"));
     }
