@@ -377,7 +377,7 @@ fn same_name(
 }
 
 fn apply(el: &mut El<'_, '_>, d: &Doc, p: Pending<'_>) {
-    let decoded = if p.raw.contains('&') {
+    let decoded = if memchr::memchr(b'&', p.raw.as_bytes()).is_some() {
         htmlize::unescape_attribute(&*p.raw)
     } else {
         std::borrow::Cow::Borrowed(&*p.raw)
