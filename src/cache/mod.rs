@@ -144,15 +144,16 @@ impl Cache {
         let key = req.uri().to_string();
         let head = req.method() == Method::HEAD;
         let (parts, body) = req.into_parts();
-        let presented = policy::presented_request(&parts);
+        // The request as the rules see it, built only when the crate must decide (`lookup`).
+        let mut presented = None;
         let mut collapsed = None;
         loop {
-            let fwd = match self.lookup(&key, &presented) {
-                Lookup::Fresh(s) => return Ok(self.hit(&s, &presented.headers, head, collapsed)),
+            let fwd = match self.lookup(&key, &parts, &mut presented) {
+                Lookup::Fresh(s) => return Ok(self.hit(&s, &parts.headers, head, collapsed)),
                 Lookup::Stale(s, revalidation) => {
                     let ctx = Revalidation {
                         key,
-                        presented,
+                        presented: presented.unwrap_or_else(|| policy::presented_request(&parts)),
                         revalidation: *revalidation,
                         stored: s,
                         head,
@@ -185,21 +186,34 @@ impl Cache {
         }
     }
 
-    fn lookup(&self, key: &str, presented: &request::Parts) -> Lookup {
+    /// `presented` is `parts` as the rules see it ([`policy::presented_request`]), made here the first
+    /// time a stored variant needs the crate's decision; the usual hit never does.
+    fn lookup(
+        &self,
+        key: &str,
+        parts: &request::Parts,
+        presented: &mut Option<request::Parts>,
+    ) -> Lookup {
         let Some(variants) = self.inner.store.get(key) else {
             return Lookup::UriMiss;
         };
         let now = self.inner.store.now();
         for stored in &variants.list {
-            if policy::plainly_fresh(&presented.headers, &stored.headers, stored.fresh_until, now) {
+            // `Host` is the one header `presented` drops, and the shortcut does not read it.
+            if policy::plainly_fresh(&parts.headers, &stored.headers, stored.fresh_until, now) {
                 debug_assert!(matches!(
-                    stored
-                        .policy
-                        .before_request(&policy::matching_request(presented, &stored.headers), now),
+                    stored.policy.before_request(
+                        &policy::matching_request(
+                            &policy::presented_request(parts),
+                            &stored.headers
+                        ),
+                        now
+                    ),
                     BeforeRequest::Fresh(_)
                 ));
                 return Lookup::Fresh(stored.clone());
             }
+            let presented = presented.get_or_insert_with(|| policy::presented_request(parts));
             let matching = policy::matching_request(presented, &stored.headers);
             match stored.policy.before_request(&matching, now) {
                 BeforeRequest::Fresh(_) => return Lookup::Fresh(stored.clone()),
@@ -216,10 +230,11 @@ impl Cache {
         Lookup::VaryMiss
     }
 
+    /// `request` is the request's headers: only its conditionals are read (`serve`).
     fn hit(
         &self,
         stored: &Stored,
-        presented: &HeaderMap,
+        request: &HeaderMap,
         head: bool,
         collapsed: Option<bool>,
     ) -> (Response<ProxyBody>, CacheStatus) {
@@ -233,7 +248,7 @@ impl Cache {
                 ..status
             };
         }
-        (self.serve(stored, presented, head), status)
+        (self.serve(stored, request, head), status)
     }
 
     /// A stored response as the client gets it: the origin's headers with a current `Age`, or a `304`
