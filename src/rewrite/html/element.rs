@@ -13,7 +13,7 @@ use lol_html::html_content::{Element, SourceLocation};
 use lol_html::send::SendHandlerTypes;
 
 use super::raw::RawInput;
-use super::{escape_attribute, split, Doc, ScriptKind};
+use super::{escape_attribute, split, unescape_attribute, Doc, ScriptKind};
 use crate::byte_set::byte_set;
 use crate::rewrite::css::rewrite_css_str;
 use crate::rewrite::{js, srcset};
@@ -377,11 +377,7 @@ fn same_name(
 }
 
 fn apply(el: &mut El<'_, '_>, d: &Doc, p: Pending<'_>) {
-    let decoded = if memchr::memchr(b'&', p.raw.as_bytes()).is_some() {
-        htmlize::unescape_attribute(&*p.raw)
-    } else {
-        std::borrow::Cow::Borrowed(&*p.raw)
-    };
+    let decoded = unescape_attribute(&p.raw);
     let new = match p.kind {
         AttrKind::Url => d.map.rewrite_reference(&d.base, &decoded),
         AttrKind::Srcset => {
