@@ -28,8 +28,10 @@ pub struct Stack {
     pub ca_dir: PathBuf,
     /// The proxy's data folder (a fresh temporary one per stack unless the test gave one).
     pub data_dir: PathBuf,
-    /// Whether `stop` removes `data_dir` (only when the stack made it).
+    /// Whether dropping the stack removes `data_dir` (only when the stack made it).
     owns_data_dir: bool,
+    /// The origin's CA written out for the proxy to trust, removed with the stack.
+    upstream_ca_file: Option<PathBuf>,
     /// `http://localhost:<port>`
     pub public: String,
     stop: Option<oneshot::Sender<()>>,
@@ -99,6 +101,7 @@ pub async fn start_with(options: Options) -> Stack {
         std::fs::write(&path, &origin.ca_pem).unwrap();
         upstream_ca.push(path);
     }
+    let upstream_ca_file = upstream_ca.first().cloned();
     let ca_dir = options.file.ca_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "cobrowse-test-local-ca-{}-{}",
@@ -144,6 +147,7 @@ pub async fn start_with(options: Options) -> Stack {
         ca_dir,
         data_dir,
         owns_data_dir,
+        upstream_ca_file,
         public,
         stop: Some(stop),
         server: Some(server),
@@ -275,7 +279,16 @@ impl Stack {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
         }
+    }
+}
+
+/// The stack's temporary files go with it, also when a test ends without `stop` (or fails first).
+impl Drop for Stack {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.ca_dir);
+        if let Some(file) = &self.upstream_ca_file {
+            let _ = std::fs::remove_file(file);
+        }
         if self.owns_data_dir {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
