@@ -10,7 +10,7 @@ use super::events::{EventRecord, NewEvent};
 use super::visitors::{Identity, Seen, VisitorRecord};
 use super::StoreError;
 
-/// Most commands taken off the queue per transaction.
+/// Most commands taken off the queue at once.
 pub const MAX_BATCH: usize = 512;
 
 /// How long a write may wait for later ones to share its commit. A busy proxy records a sighting for
@@ -28,9 +28,8 @@ pub struct Swept {
     pub events: usize,
 }
 
+/// What goes through the owner's channel; writes go through the [`super::Inbox`] instead.
 pub enum Command {
-    /// Fire and forget: queued writes share one transaction.
-    Write(Write),
     /// Answered after every earlier write is committed.
     Query(Query),
     /// Commit, let go of the connection, then answer.
@@ -89,5 +88,13 @@ pub fn log_sweep(swept: Swept) {
             events = swept.events,
             "store: expired records deleted"
         );
+    }
+}
+
+/// Resolves at `at`, or never when there is no open window.
+pub async fn window_end(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

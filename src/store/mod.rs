@@ -13,6 +13,7 @@
 mod command;
 pub mod device;
 pub mod events;
+mod inbox;
 mod postgres;
 pub mod retention;
 mod sqlite;
@@ -34,6 +35,7 @@ use crate::url_codec::SessionId;
 pub use command::Swept;
 use command::{Command, Query, Write};
 pub use events::{EventName, EventRecord};
+use inbox::Inbox;
 pub use visitors::{Identity, VisitorRecord};
 
 /// Commands queued for the store's owner before new writes are dropped (the request path never waits).
@@ -81,7 +83,10 @@ pub struct Sighting<'a> {
 /// Cheap to clone; every clone queues to the same owner.
 #[derive(Clone)]
 pub struct Store {
+    /// Queries and `Close`, answered at once.
     queue: mpsc::Sender<Command>,
+    /// Writes, committed at the end of a commit window.
+    inbox: Arc<Inbox>,
     clock: Arc<dyn Clock>,
     debug_events: bool,
 }
@@ -94,8 +99,9 @@ impl Store {
         clock: Arc<dyn Clock>,
         debug_events: bool,
     ) -> Result<Store, StoreError> {
-        let queue = sqlite::start(dir)?;
-        Ok(Store::started(queue, clock, debug_events))
+        let inbox = Arc::new(Inbox::new(QUEUE));
+        let queue = sqlite::start(dir, inbox.clone())?;
+        Ok(Store::started(queue, inbox, clock, debug_events))
     }
 
     /// Connects to a shared PostgreSQL store (a libpq-style connection string or a `postgres://`
@@ -107,13 +113,20 @@ impl Store {
         clock: Arc<dyn Clock>,
         debug_events: bool,
     ) -> Result<Store, StoreError> {
-        let queue = postgres::start(url, clock.clone()).await?;
-        Ok(Store::started(queue, clock, debug_events))
+        let inbox = Arc::new(Inbox::new(QUEUE));
+        let queue = postgres::start(url, clock.clone(), inbox.clone()).await?;
+        Ok(Store::started(queue, inbox, clock, debug_events))
     }
 
-    fn started(queue: mpsc::Sender<Command>, clock: Arc<dyn Clock>, debug_events: bool) -> Store {
+    fn started(
+        queue: mpsc::Sender<Command>,
+        inbox: Arc<Inbox>,
+        clock: Arc<dyn Clock>,
+        debug_events: bool,
+    ) -> Store {
         let store = Store {
             queue,
+            inbox,
             clock,
             debug_events,
         };
@@ -236,9 +249,9 @@ impl Store {
     }
 
     fn queue_write(&self, write: Write) {
-        if self.queue.try_send(Command::Write(write)).is_err() {
-            // Full (a burst beyond QUEUE) or closed (shutting down): a lost sighting beats a stalled request.
-            tracing::debug!("store: queue full or closed; a record was dropped");
+        if !self.inbox.push(write) {
+            // Full (a burst beyond QUEUE): a lost sighting beats a stalled request.
+            tracing::debug!("store: queue full; a record was dropped");
         }
     }
 

@@ -88,3 +88,56 @@ async fn a_sighting_is_committed_within_the_window_without_a_query() {
     assert_eq!(rows, 1, "the sighting was never committed");
     store.close().await;
 }
+
+/// Writes after the first in a window wake nobody (`inbox.rs`); they must still be committed: one in the
+/// window that rolls on after a busy one, and one after a quiet window closed.
+#[tokio::test]
+async fn sightings_are_committed_as_windows_roll_on_and_close() {
+    let dir = Dir::new();
+    let clock = Arc::new(ManualClock::new());
+    let store = Store::open(&dir.0, clock, false).unwrap();
+    let file = sqlite::db::path(&dir.0);
+    let committed = |expected: i64| {
+        let file = file.clone();
+        async move {
+            let mut rows = 0;
+            for _ in 0..100 {
+                let reader = rusqlite::Connection::open(&file).unwrap();
+                rows = reader
+                    .query_row("SELECT count(*) FROM visitors", [], |r| r.get(0))
+                    .unwrap_or(0);
+                if rows >= expected {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            rows
+        }
+    };
+    let seen = |id: &str| {
+        let visitor = crate::url_codec::SessionId::parse(id).unwrap();
+        store.seen(Sighting {
+            visitor: &visitor,
+            ip: None,
+            page: None,
+            user_agent: None,
+            online: Some(true),
+        });
+    };
+    seen("k3x9q2m7wa");
+    assert_eq!(committed(1).await, 1, "the first window's sighting");
+    seen("p4n8r2t6vb");
+    assert_eq!(
+        committed(2).await,
+        2,
+        "a sighting in the window that rolled on"
+    );
+    tokio::time::sleep(3 * command::COMMIT_WINDOW).await;
+    seen("z7c5m3h9qd");
+    assert_eq!(
+        committed(3).await,
+        3,
+        "a sighting after a quiet window closed"
+    );
+    store.close().await;
+}

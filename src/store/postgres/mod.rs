@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::command::{self, Command, Query, Reply, Swept, Write};
-use super::{StoreError, QUEUE};
+use super::{Inbox, StoreError, QUEUE};
 use crate::cache::Clock;
 use link::{Conn, Link};
 use schema::{Vacuum, EVENTS, VISITORS};
@@ -35,8 +35,13 @@ pub fn redacted(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Connects (once, so a wrong URL fails the start) and spawns the task; returns its queue.
-pub async fn start(url: &str, clock: Arc<dyn Clock>) -> Result<mpsc::Sender<Command>, StoreError> {
+/// Connects (once, so a wrong URL fails the start) and spawns the task; returns its queue. Writes come
+/// through `inbox`.
+pub async fn start(
+    url: &str,
+    clock: Arc<dyn Clock>,
+    inbox: Arc<Inbox>,
+) -> Result<mpsc::Sender<Command>, StoreError> {
     let config = link::config(url)?;
     let conn = link::connect(config.clone()).await?;
     let (queue, commands) = mpsc::channel(QUEUE);
@@ -45,6 +50,7 @@ pub async fn start(url: &str, clock: Arc<dyn Clock>) -> Result<mpsc::Sender<Comm
         node: nodes::random_id(),
         clock,
         beat_at: None,
+        inbox,
         writes: Vec::new(),
     };
     tokio::spawn(task.run(commands));
@@ -58,6 +64,8 @@ struct Task {
     clock: Arc<dyn Clock>,
     /// When this node last heartbeat, on `clock`.
     beat_at: Option<SystemTime>,
+    inbox: Arc<Inbox>,
+    /// The writes being committed (taken from the inbox).
     writes: Vec<Write>,
 }
 
@@ -66,8 +74,9 @@ impl Task {
     async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
         let mut beat = tokio::time::interval(nodes::HEARTBEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // When the oldest pending write must be committed (`command::COMMIT_WINDOW`).
-        let mut commit_at: Option<Instant> = None;
+        let inbox = self.inbox.clone();
+        // When the open commit window ends (`command::COMMIT_WINDOW`).
+        let mut window_end: Option<Instant> = None;
         let closed = loop {
             tokio::select! {
                 command = queue.recv() => {
@@ -75,15 +84,15 @@ impl Task {
                     if let Some(done) = self.batch(first, &mut queue).await {
                         break Some(done);
                     }
-                    commit_at = match commit_at {
-                        _ if self.writes.is_empty() => None,
-                        None => Some(Instant::now() + command::COMMIT_WINDOW),
-                        pending => pending,
-                    };
                 }
-                _ = sleep_until_some(commit_at) => {
+                () = inbox.opened(), if window_end.is_none() => {
+                    window_end = Some(Instant::now() + command::COMMIT_WINDOW);
+                }
+                () = command::window_end(window_end) => {
+                    self.writes.extend(inbox.end_window());
+                    window_end = (!self.writes.is_empty())
+                        .then(|| Instant::now() + command::COMMIT_WINDOW);
                     self.flush().await;
-                    commit_at = None;
                 }
                 up = self.link.tend() => if up { self.heartbeat().await },
                 _ = beat.tick() => self.heartbeat().await,
@@ -95,8 +104,8 @@ impl Task {
         }
     }
 
-    /// Handles one batch (its writes wait for the commit window); returns the reply of a `Close` if one
-    /// came.
+    /// Handles the queries and `Close` queued together, each after committing the writes that came before
+    /// it; returns the reply of a `Close` if one came.
     async fn batch(
         &mut self,
         first: Command,
@@ -104,8 +113,8 @@ impl Task {
     ) -> Option<oneshot::Sender<()>> {
         self.heartbeat_if_due().await;
         for command in command::batch(first, queue) {
+            self.writes.extend(self.inbox.take());
             match command {
-                Command::Write(write) => self.writes.push(write),
                 Command::Query(query) => {
                     self.flush().await;
                     self.answer(query).await;
@@ -240,19 +249,12 @@ impl Task {
 
     /// Nobody is connected to a node that stops: its flags and row go (if the database is there).
     async fn leave(&mut self) {
+        self.writes.extend(self.inbox.take());
         self.flush().await;
         let Some(conn) = self.link.conn() else { return };
         if let Err(e) = nodes::leave(&conn.client, &self.node).await {
             tracing::warn!(error = %e, "store: could not clear this node's online flags");
         }
-    }
-}
-
-/// Waits until `at`, or for ever when there is nothing to wait for.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -8,6 +8,7 @@ mod events;
 mod visitors;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::Connection;
@@ -15,10 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::command::{self, Command, Query, Swept, Write};
-use super::{StoreError, QUEUE};
+use super::{Inbox, StoreError, QUEUE};
 
-/// Opens the file and starts the thread that owns it; returns its queue.
-pub fn start(dir: &Path) -> Result<mpsc::Sender<Command>, StoreError> {
+/// Opens the file and starts the thread that owns it; returns its queue. Writes come through `inbox`.
+pub fn start(dir: &Path, inbox: Arc<Inbox>) -> Result<mpsc::Sender<Command>, StoreError> {
     let conn = db::open(dir)?;
     let (queue, commands) = mpsc::channel(QUEUE);
     // The thread's own runtime, for the queue and the commit window's timer; SQLite itself stays
@@ -29,53 +30,42 @@ pub fn start(dir: &Path) -> Result<mpsc::Sender<Command>, StoreError> {
         .map_err(StoreError::Thread)?;
     std::thread::Builder::new()
         .name("cobrowse-store".into())
-        .spawn(move || runtime.block_on(run(conn, commands)))
+        .spawn(move || runtime.block_on(run(conn, commands, inbox)))
         .map_err(StoreError::Thread)?;
     Ok(queue)
 }
 
-/// The thread's body: runs until the queue closes or a `Close` arrives. Writes wait up to
-/// [`command::COMMIT_WINDOW`] to share a commit (here several fsyncs: `synchronous = FULL`, a rollback
-/// journal made and removed).
-async fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>) {
-    let mut writes = Vec::new();
-    // When the oldest pending write must be committed.
-    let mut commit_at: Option<Instant> = None;
+/// The thread's body: runs until the queue closes or a `Close` arrives. Writes wait for the end of
+/// their [`command::COMMIT_WINDOW`] to share a commit (here several fsyncs: `synchronous = FULL`, a
+/// rollback journal made and removed); a query commits them first.
+async fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>, inbox: Arc<Inbox>) {
+    // When the open commit window ends.
+    let mut window_end: Option<Instant> = None;
     loop {
-        let next = match commit_at {
-            None => queue.recv().await,
-            Some(at) => match tokio::time::timeout_at(at, queue.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    flush(&mut conn, &mut writes);
-                    commit_at = None;
-                    continue;
+        tokio::select! {
+            command = queue.recv() => {
+                let Some(first) = command else {
+                    flush(&mut conn, &inbox.take());
+                    return;
+                };
+                for command in command::batch(first, &mut queue) {
+                    flush(&mut conn, &inbox.take());
+                    match command {
+                        Command::Query(query) => answer(&conn, query),
+                        Command::Close(done) => return close(conn, done),
+                    }
                 }
-            },
-        };
-        let Some(first) = next else {
-            flush(&mut conn, &mut writes);
-            return;
-        };
-        for command in command::batch(first, &mut queue) {
-            match handle(&mut conn, &mut writes, command) {
-                Handled::Pending => {
-                    commit_at.get_or_insert_with(|| Instant::now() + command::COMMIT_WINDOW);
-                }
-                Handled::Flushed => commit_at = None,
-                Handled::Closed(done) => return close(conn, done),
+            }
+            () = inbox.opened(), if window_end.is_none() => {
+                window_end = Some(Instant::now() + command::COMMIT_WINDOW);
+            }
+            () = command::window_end(window_end) => {
+                let writes = inbox.end_window();
+                window_end = (!writes.is_empty()).then(|| Instant::now() + command::COMMIT_WINDOW);
+                flush(&mut conn, &writes);
             }
         }
     }
-}
-
-enum Handled {
-    /// A write was queued for the next commit.
-    Pending,
-    /// Everything pending was committed (before a query's answer).
-    Flushed,
-    /// Committed; the connection is to be let go of before `Close` is answered.
-    Closed(oneshot::Sender<()>),
 }
 
 fn close(conn: Connection, done: oneshot::Sender<()>) {
@@ -83,34 +73,15 @@ fn close(conn: Connection, done: oneshot::Sender<()>) {
     let _ = done.send(());
 }
 
-fn handle(conn: &mut Connection, writes: &mut Vec<Write>, command: Command) -> Handled {
-    match command {
-        Command::Write(write) => {
-            writes.push(write);
-            Handled::Pending
-        }
-        Command::Query(query) => {
-            flush(conn, writes);
-            answer(conn, query);
-            Handled::Flushed
-        }
-        Command::Close(done) => {
-            flush(conn, writes);
-            Handled::Closed(done)
-        }
-    }
-}
-
 /// Commits the pending writes in one transaction. A failure is logged (SQLite's message names tables
 /// and constraints, never values) and the batch is lost: the request that caused it is long answered.
-fn flush(conn: &mut Connection, writes: &mut Vec<Write>) {
+fn flush(conn: &mut Connection, writes: &[Write]) {
     if writes.is_empty() {
         return;
     }
     if let Err(e) = try_flush(conn, writes) {
         tracing::warn!(error = %e, records = writes.len(), "store: a batch of writes was lost");
     }
-    writes.clear();
 }
 
 fn try_flush(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreError> {
