@@ -27,7 +27,6 @@
 //! would have without the cut. Either way the output is byte for byte one rewriter's (`tests.rs` compares
 //! at every tag of the corpus pages and of pages built to trip the checks).
 
-mod away;
 mod parts;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use lol_html::send::HtmlRewriter;
 
-use super::{away, Pending, Running, FELL_BACK, JOINED, MARK};
+use super::{Pending, Running, FELL_BACK, JOINED, MARK};
 use crate::rewrite::html::{scope, Doc, HtmlTransform, Recipe};
 use crate::rewrite::RewriteError;
 
@@ -273,11 +273,7 @@ pub(in crate::rewrite::html) fn split_with(
     match helper {
         Helper::Pool(runtime) => {
             let gone = HelperGone(shared.clone());
-            let front_core = away::current_core();
-            runtime.spawn_blocking(move || {
-                let _away = away::AwayFrom::core(front_core);
-                gone.0.help();
-            });
+            runtime.spawn_blocking(move || gone.0.help());
         }
         Helper::Ahead => {
             shared.help();
