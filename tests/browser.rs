@@ -63,11 +63,16 @@ async fn direct_and_proxied_agree(page: &str) {
         .collect();
     assert!(
         failed_direct.is_empty(),
-        "fixture checks fail even directly: {failed_direct:?}"
+        "fixture checks fail even directly: {failed_direct:?}; why: {}; console errors: {}; failed \
+         responses: {}",
+        direct["why"],
+        direct["consoleErrors"],
+        direct["failedResponses"]
     );
     assert_eq!(
         &proxied["checks"], &direct["checks"],
-        "checks through the proxy differ from direct"
+        "checks through the proxy differ from direct; why through the proxy: {}",
+        proxied["why"]
     );
 
     // The runtime hooked its APIs and met no URL it could not map.
@@ -403,7 +408,8 @@ async fn https_page_through_the_forward_proxy_has_the_agent_and_works_as_directl
     assert!(direct_checks.len() >= 15, "{direct_checks:?}");
     assert!(
         direct_checks.values().all(|v| *v == true),
-        "{direct_checks:?}"
+        "{direct_checks:?}; why: {}",
+        direct["why"]
     );
     assert_eq!(
         &forward["checks"], &direct["checks"],

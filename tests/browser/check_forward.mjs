@@ -29,10 +29,11 @@ async function run(name, args, ignoreHTTPSErrors) {
     await page.goto(url, { waitUntil: 'load', timeout: 20000 });
     await page.waitForFunction(() => window.__checksDone === true, null, { timeout: 20000 });
     const checks = await page.evaluate(() => window.__checks);
+    const why = await page.evaluate(() => window.__checkWhy || {});
     const agent = await page.evaluate(() => (window.__cobrowse
       ? { mode: window.__cobrowse.mode, origin: window.__cobrowse.origin } : null));
     const agentTags = await page.evaluate(() => document.querySelectorAll('script[data-cobrowse-mode]').length);
-    return { name, checks, agent, agentTags, consoleErrors, failedResponses, requests, finalUrl: page.url() };
+    return { name, checks, why, agent, agentTags, consoleErrors, failedResponses, requests, finalUrl: page.url() };
   } finally {
     await browser.close();
   }

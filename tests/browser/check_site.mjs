@@ -32,6 +32,7 @@ async function run(name, url, resolverRules) {
     await page.goto(url, { waitUntil: 'load', timeout: 20000 });
     await page.waitForFunction(() => window.__checksDone === true, null, { timeout: 20000 });
     const checks = await page.evaluate(() => window.__checks);
+    const why = await page.evaluate(() => window.__checkWhy || {});
     const agent = await page.evaluate(() => (window.__cobrowse ? window.__cobrowse.session : null));
     const runtime = await page.evaluate(() => (window.__cobrowseRuntime
       ? { unmapped: window.__cobrowseRuntime.unmapped, hooked: window.__cobrowseRuntime.hooked } : null));
@@ -40,7 +41,7 @@ async function run(name, url, resolverRules) {
       const n = performance.getEntriesByType('navigation')[0];
       return n ? { domContentLoaded: Math.round(n.domContentLoadedEventEnd), load: Math.round(n.loadEventEnd) } : null;
     });
-    return { name, checks, agent, runtime, timing, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
+    return { name, checks, why, agent, runtime, timing, requests, consoleErrors, failedResponses, frames, finalUrl: page.url() };
   } finally {
     await browser.close();
   }
