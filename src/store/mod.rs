@@ -38,7 +38,8 @@ pub use events::{EventName, EventRecord};
 use inbox::Inbox;
 pub use visitors::{Identity, VisitorRecord};
 
-/// Commands queued for the store's owner before new writes are dropped (the request path never waits).
+/// Writes held for the store's owner before new ones are dropped, and queries queued for it (the
+/// request path never waits).
 const QUEUE: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]

@@ -58,14 +58,9 @@ impl Backend for Dir {
 
 store_contract!(async { Some(Dir::new()) });
 
-/// Sightings wait for the commit window, not for a query: one reaches the file on its own, read by a
-/// second connection while the store still runs.
-#[tokio::test]
-async fn a_sighting_is_committed_within_the_window_without_a_query() {
-    let dir = Dir::new();
-    let clock = Arc::new(ManualClock::new());
-    let store = Store::open(&dir.0, clock, false).unwrap();
-    let visitor = crate::url_codec::SessionId::parse("k3x9q2m7wa").unwrap();
+/// A sighting of `id`, online, with nothing else known.
+fn sight(store: &Store, id: &str) {
+    let visitor = crate::url_codec::SessionId::parse(id).unwrap();
     store.seen(Sighting {
         visitor: &visitor,
         ip: None,
@@ -73,19 +68,39 @@ async fn a_sighting_is_committed_within_the_window_without_a_query() {
         user_agent: None,
         online: Some(true),
     });
+}
+
+/// The visitors in the store's file, read by a second connection, once there are `at_least` or a second
+/// has passed.
+async fn committed_visitors(dir: &Dir, at_least: i64) -> i64 {
     let file = sqlite::db::path(&dir.0);
     let mut rows = 0;
     for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let reader = rusqlite::Connection::open(&file).unwrap();
         rows = reader
             .query_row("SELECT count(*) FROM visitors", [], |r| r.get(0))
             .unwrap_or(0);
-        if rows > 0 {
+        if rows >= at_least {
             break;
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(rows, 1, "the sighting was never committed");
+    rows
+}
+
+/// Sightings wait for the commit window, not for a query: one reaches the file on its own, read by a
+/// second connection while the store still runs.
+#[tokio::test]
+async fn a_sighting_is_committed_within_the_window_without_a_query() {
+    let dir = Dir::new();
+    let clock = Arc::new(ManualClock::new());
+    let store = Store::open(&dir.0, clock, false).unwrap();
+    sight(&store, "k3x9q2m7wa");
+    assert_eq!(
+        committed_visitors(&dir, 1).await,
+        1,
+        "the sighting was never committed"
+    );
     store.close().await;
 }
 
@@ -96,46 +111,22 @@ async fn sightings_are_committed_as_windows_roll_on_and_close() {
     let dir = Dir::new();
     let clock = Arc::new(ManualClock::new());
     let store = Store::open(&dir.0, clock, false).unwrap();
-    let file = sqlite::db::path(&dir.0);
-    let committed = |expected: i64| {
-        let file = file.clone();
-        async move {
-            let mut rows = 0;
-            for _ in 0..100 {
-                let reader = rusqlite::Connection::open(&file).unwrap();
-                rows = reader
-                    .query_row("SELECT count(*) FROM visitors", [], |r| r.get(0))
-                    .unwrap_or(0);
-                if rows >= expected {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            rows
-        }
-    };
-    let seen = |id: &str| {
-        let visitor = crate::url_codec::SessionId::parse(id).unwrap();
-        store.seen(Sighting {
-            visitor: &visitor,
-            ip: None,
-            page: None,
-            user_agent: None,
-            online: Some(true),
-        });
-    };
-    seen("k3x9q2m7wa");
-    assert_eq!(committed(1).await, 1, "the first window's sighting");
-    seen("p4n8r2t6vb");
+    sight(&store, "k3x9q2m7wa");
     assert_eq!(
-        committed(2).await,
+        committed_visitors(&dir, 1).await,
+        1,
+        "the first window's sighting"
+    );
+    sight(&store, "p4n8r2t6vb");
+    assert_eq!(
+        committed_visitors(&dir, 2).await,
         2,
         "a sighting in the window that rolled on"
     );
     tokio::time::sleep(3 * command::COMMIT_WINDOW).await;
-    seen("z7c5m3h9qd");
+    sight(&store, "z7c5m3h9qd");
     assert_eq!(
-        committed(3).await,
+        committed_visitors(&dir, 3).await,
         3,
         "a sighting after a quiet window closed"
     );
