@@ -7,12 +7,15 @@
 //!    cache answers it (`cache`, which stores upstream responses, never rewritten ones);
 //! 4. response headers are mapped into proxy hosts (`headers::response`);
 //! 5. the body is planned (`rewrite::plan`) and streamed: rewritten (HTML, CSS) or passed through;
-//! 6. WebSocket upgrades are joined end to end.
+//! 6. WebSocket upgrades are joined end to end;
+//! 7. `Server-Timing` tells how long steps 1–3 and the body's first rewritten bytes took
+//!    (`headers::timing`).
 //!
 //! Every step is a call visible here; errors return to `server`, the single edge that answers them.
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use http::{header, HeaderMap, Request, Response, Uri, Version};
@@ -31,6 +34,8 @@ use crate::upstream::UpstreamError;
 use crate::url_codec::{ProxyMap, SessionId, TargetOrigin};
 use crate::Shared;
 
+const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
+
 /// Whose request this is.
 pub enum Mode {
     /// A session's proxy host: URLs are mapped to proxy hosts and back.
@@ -45,6 +50,7 @@ pub async fn handle(
     mode: Mode,
     target: TargetOrigin,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let arrived = Instant::now();
     let map = match mode {
         Mode::Session(session) => {
             shared
@@ -85,6 +91,7 @@ pub async fn handle(
     )?
     .map(|body| request_body(body, client_idle));
     let (mut response, cache_status) = shared.cache.fetch(upstream_req, &shared, websocket).await?;
+    let head_in_hand = Instant::now();
 
     let mut plan = rewrite::plan(&method, response.status(), response.headers(), dest);
     match &map {
@@ -125,6 +132,11 @@ pub async fn handle(
         agent: &agent,
     };
     let body = response_body(&shared, body, plan, exchange).await?;
+    let rewrite = changes.then(|| head_in_hand.elapsed());
+    parts.headers.append(
+        SERVER_TIMING,
+        headers::timing::value(head_in_hand - arrived, rewrite),
+    );
     Ok(Response::from_parts(parts, body))
 }
 

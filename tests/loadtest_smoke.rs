@@ -82,7 +82,26 @@ async fn every_variant_runs_without_errors() {
         "{} paced pages",
         paced.direct.pages
     );
+    // Every proxied page told the proxy's own timing (`Server-Timing`), the rewrite included; the
+    // origin direct tells none.
+    for v in [page, paced, rewrite] {
+        let name = v.variant.name();
+        let (fetch, rewrite) = (v.proxied.page_fetch, v.proxied.page_rewrite);
+        let (fetch, rewrite) = (fetch.expect(name), rewrite.expect(name));
+        assert!(
+            fetch.pages >= v.proxied.pages && rewrite.pages >= v.proxied.pages,
+            "{name}"
+        );
+        assert!(
+            v.direct.page_fetch.is_none() && v.direct.page_rewrite.is_none(),
+            "{name}"
+        );
+    }
+    assert!(report
+        .table()
+        .contains("proxied pages by the proxy's Server-Timing"));
     let json = serde_json::to_value(&report).expect("report serialises");
+    assert!(json["variants"][0]["proxied"]["page_fetch"]["p50_ms"].is_number());
     assert!(json["variants"][0]["ratio"]["requests_per_s"].is_number());
 }
 

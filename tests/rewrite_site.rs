@@ -47,6 +47,57 @@ async fn home_page_loads_rewritten_with_the_agent_once() {
     stack.stop().await;
 }
 
+/// Our `Server-Timing` entries in `reply`, read as the load test reads them.
+fn timing(reply: &support::Reply) -> cobrowse_proxy::headers::timing::Phases {
+    let values: Vec<&str> = reply
+        .headers
+        .get_all("server-timing")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    cobrowse_proxy::headers::timing::parse(values)
+}
+
+#[tokio::test]
+async fn responses_tell_the_proxys_own_timing_beside_the_origins() {
+    let (stack, id) = site().await;
+    // A rewritten page: the fetch, and the rewrite of its first bytes, which happens before the head
+    // goes out. The origin's own entry passes through as it was.
+    let headers = ["Server-Timing: db;dur=53"];
+    let page = stack
+        .get(&stack.proxied(
+            &id,
+            &format!(
+                "https://www.shop.test/_fx/respond?type=text/html&body={}{}",
+                q("<p><a href=https://cdn.shop.test/x>x</a>"),
+                support::header_params(&headers)
+            ),
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let values: Vec<&str> = page
+        .headers
+        .get_all("server-timing")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(values.contains(&"db;dur=53"), "{values:?}");
+    let phases = timing(&page);
+    let (fetch, rewrite) = (phases.fetch.unwrap(), phases.rewrite.unwrap());
+    assert!(fetch > std::time::Duration::ZERO, "{values:?}");
+    assert!(rewrite > std::time::Duration::ZERO, "{values:?}");
+    // A body that passes through is not rewritten: only the fetch is told.
+    let png = stack
+        .get(&stack.proxied(&id, "https://cdn.shop.test/img/logo.png"))
+        .await;
+    let phases = timing(&png);
+    assert!(
+        phases.fetch.is_some() && phases.rewrite.is_none(),
+        "{phases:?}"
+    );
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn stylesheets_are_rewritten_and_relative_urls_untouched() {
     let (stack, id) = site().await;

@@ -1,10 +1,10 @@
-//! Property: no header value from an upstream makes a header rewriter panic, and no request header block
-//! from a client makes the request rewriter panic.
+//! Property: no header value from an upstream makes a header rewriter (or the load test's reading of
+//! `Server-Timing`) panic, and no request header block from a client makes the request rewriter panic.
 #![no_main]
 
 mod common;
 
-use cobrowse_proxy::headers::{cookie, csp, link, refresh};
+use cobrowse_proxy::headers::{cookie, csp, link, refresh, timing};
 use cobrowse_proxy::url_codec::TargetOrigin;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
             origin: "http://localhost:8080".into(),
         });
     let _ = cookie::rewrite_set_cookie(value, &target, &map);
+    let _ = timing::parse([value]);
     request_headers(value, &map);
 });
 

@@ -10,6 +10,7 @@ pub mod link;
 pub mod refresh;
 pub mod request;
 pub mod response;
+pub mod timing;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 

@@ -232,6 +232,9 @@ impl Report {
                  MB/s), before the first round and after each: {} MB/s",
                 speeds.join(", ")
             );
+            if let Some(line) = phases_line(&v.proxied) {
+                out.push_str(&line);
+            }
             if let Some(rate) = v.offered_pages_per_s {
                 let _ = writeln!(
                     out,
@@ -254,6 +257,23 @@ impl Report {
         }
         out
     }
+}
+
+/// Where a proxied page's time went by the proxy's own `Server-Timing` (`headers/timing.rs`), if its
+/// pages named it.
+fn phases_line(proxied: &RunStats) -> Option<String> {
+    let fetch = proxied.page_fetch?;
+    let rewrite = proxied.page_rewrite.map_or_else(String::new, |r| {
+        format!(
+            "; rewrite (head to first rewritten bytes) {:.2} / {:.2} ms",
+            r.p50_ms, r.p99_ms
+        )
+    });
+    Some(format!(
+        "  proxied pages by the proxy's Server-Timing, p50 / p99: fetch (request in to response head in \
+         hand) {:.2} / {:.2} ms{rewrite}\n",
+        fetch.p50_ms, fetch.p99_ms
+    ))
 }
 
 /// One line of ratios under a variant's two sides (`label`: `ratio`, `median` or a round).

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::cpu::CpuUse;
 use super::LoadError;
+use crate::headers::timing::Phases;
 
 /// Most error messages kept as examples; the count covers the rest.
 const ERROR_SAMPLES: usize = 5;
@@ -25,6 +26,9 @@ pub(super) struct Stats {
     waited: AtomicU64,
     all: Mutex<Histogram<u64>>,
     page: Mutex<Histogram<u64>>,
+    /// The proxy's own account of each page (`Server-Timing`, `headers/timing.rs`); empty direct.
+    page_fetch: Mutex<Histogram<u64>>,
+    page_rewrite: Mutex<Histogram<u64>>,
     samples: Mutex<Vec<String>>,
 }
 
@@ -39,6 +43,8 @@ impl Stats {
             waited: AtomicU64::new(0),
             all: Mutex::new(hist()?),
             page: Mutex::new(hist()?),
+            page_fetch: Mutex::new(hist()?),
+            page_rewrite: Mutex::new(hist()?),
             samples: Mutex::new(Vec::new()),
         })
     }
@@ -47,12 +53,20 @@ impl Stats {
     pub(super) fn response(&self, took: Duration, bytes: usize, page: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros())
-            .unwrap_or(MAX_MICROS)
-            .clamp(1, MAX_MICROS);
+        let micros = micros(took);
         record(&self.all, micros);
         if page {
             record(&self.page, micros);
+        }
+    }
+
+    /// The phases a page's `Server-Timing` named.
+    pub(super) fn page_phases(&self, phases: Phases) {
+        if let Some(fetch) = phases.fetch {
+            record(&self.page_fetch, micros(fetch));
+        }
+        if let Some(rewrite) = phases.rewrite {
+            record(&self.page_rewrite, micros(rewrite));
         }
     }
 
@@ -85,7 +99,12 @@ impl Stats {
         ] {
             mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        for (mine, theirs) in [(&self.all, &other.all), (&self.page, &other.page)] {
+        for (mine, theirs) in [
+            (&self.all, &other.all),
+            (&self.page, &other.page),
+            (&self.page_fetch, &other.page_fetch),
+            (&self.page_rewrite, &other.page_rewrite),
+        ] {
             let theirs = theirs.lock().unwrap_or_else(|p| p.into_inner());
             let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
             // Same bounds on both sides (`Stats::new`), so every value fits.
@@ -129,6 +148,8 @@ impl Stats {
             page_p50_ms: ms(&page, 0.5),
             page_p99_ms: ms(&page, 0.99),
             page_p999_ms: ms(&page, 0.999),
+            page_fetch: Phase::of(&self.page_fetch),
+            page_rewrite: Phase::of(&self.page_rewrite),
             cpu_ms_per_request: per(requests),
             cpu_ms_per_page: per(pages),
             cpu,
@@ -165,6 +186,13 @@ impl Measured {
     }
 }
 
+/// Microseconds, clamped to what the histograms hold.
+fn micros(took: Duration) -> u64 {
+    u64::try_from(took.as_micros())
+        .unwrap_or(MAX_MICROS)
+        .clamp(1, MAX_MICROS)
+}
+
 fn record(hist: &Mutex<Histogram<u64>>, micros: u64) {
     let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
     // In bounds by construction (clamped above), so saturating never changes a value.
@@ -195,12 +223,35 @@ pub struct RunStats {
     pub page_p50_ms: f64,
     pub page_p99_ms: f64,
     pub page_p999_ms: f64,
+    /// The proxy's own timing of the page (`Server-Timing`): until the response head was in hand, and
+    /// from there until the first rewritten bytes; `None` where no response named it (direct).
+    pub page_fetch: Option<Phase>,
+    pub page_rewrite: Option<Phase>,
     /// This process's CPU time (generator, origin and proxy together) per request and per page loaded.
     pub cpu_ms_per_request: f64,
     pub cpu_ms_per_page: f64,
     /// CPU time, cores kept busy, and what steal and other processes took of the machine meanwhile.
     pub cpu: CpuUse,
     pub error_samples: Vec<String>,
+}
+
+/// One phase of the proxy's timing, over the pages that named it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Phase {
+    pub pages: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Phase {
+    fn of(hist: &Mutex<Histogram<u64>>) -> Option<Phase> {
+        let h = hist.lock().unwrap_or_else(|p| p.into_inner());
+        (!h.is_empty()).then(|| Phase {
+            pages: h.len(),
+            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +275,24 @@ mod tests {
                 others_pct: 0.0,
             },
         }
+    }
+
+    #[test]
+    fn the_proxys_phases_pool_and_are_absent_where_nothing_named_them() {
+        let direct = measured(&[1, 1], 1, 0.1);
+        assert!(direct.summary().page_fetch.is_none() && direct.summary().page_rewrite.is_none());
+        let proxied = measured(&[2, 2], 1, 0.1);
+        for ms in [1, 3, 3] {
+            proxied.stats.page_phases(Phases {
+                fetch: Some(Duration::from_millis(ms)),
+                rewrite: (ms > 1).then(|| Duration::from_millis(ms * 10)),
+            });
+        }
+        let pooled = Measured::pooled(&[&direct, &proxied]).expect("pooled");
+        let (fetch, rewrite) = (pooled.page_fetch.unwrap(), pooled.page_rewrite.unwrap());
+        assert_eq!((fetch.pages, rewrite.pages), (3, 2));
+        assert!((fetch.p50_ms - 3.0).abs() < 0.01, "{fetch:?}");
+        assert!((rewrite.p99_ms - 30.0).abs() < 0.05, "{rewrite:?}");
     }
 
     #[test]

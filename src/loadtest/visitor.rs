@@ -12,6 +12,7 @@ use super::pace::Pace;
 use super::stats::Stats;
 use super::target::{Sender, Target};
 use super::LoadError;
+use crate::headers::timing::{self, Phases};
 
 /// Connections a visitor keeps per site, as browsers do for HTTP/1.1.
 pub(super) const CONNECTIONS: usize = 6;
@@ -78,6 +79,7 @@ async fn load_document(
                 None => got.took,
             };
             stats.response(took, got.len, true);
+            stats.page_phases(got.phases);
             Some(got.body)
         }
         Err(e) => {
@@ -128,6 +130,8 @@ struct Fetched {
     len: usize,
     /// From the request's first byte sent to the response's last byte read.
     took: Duration,
+    /// What the proxy's `Server-Timing` said of its own phases (nothing, direct).
+    phases: Phases,
 }
 
 /// One GET on the connection in `slot` (made, or made again, as needed); `page` for the document.
@@ -148,11 +152,17 @@ async fn fetch(
     let exchange = async {
         let res = sender.send_request(req).await?;
         let status = res.status();
+        let phases = timing::parse(
+            res.headers()
+                .get_all("server-timing")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
         let body = read_body(res.into_body(), keep).await?;
-        Ok::<_, LoadError>((status, body))
+        Ok::<_, LoadError>((status, body, phases))
     };
     let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await;
-    let (status, body) = match result {
+    let (status, body, phases) = match result {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             *slot = None;
@@ -170,6 +180,7 @@ async fn fetch(
         took: started.elapsed(),
         len: body.len,
         body: body.kept,
+        phases,
     })
 }
 
