@@ -10,6 +10,7 @@
 //!
 //! Durations only: no URL, no content, nothing about the visitor.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -17,7 +18,8 @@ use http::HeaderValue;
 pub const FETCH: &str = "cobrowse-fetch";
 pub const REWRITE: &str = "cobrowse-rewrite";
 
-/// The header's value: `cobrowse-fetch;dur=0.245, cobrowse-rewrite;dur=0.801` (milliseconds).
+/// The header's value: `cobrowse-fetch;dur=0.245, cobrowse-rewrite;dur=0.801` (milliseconds). This runs
+/// on every response, cache hits included: one allocation, handed to the header without a copy.
 pub fn value(fetch: Duration, rewrite: Option<Duration>) -> HeaderValue {
     let mut value = String::with_capacity(64);
     push_metric(&mut value, FETCH, fetch);
@@ -26,22 +28,16 @@ pub fn value(fetch: Duration, rewrite: Option<Duration>) -> HeaderValue {
         push_metric(&mut value, REWRITE, rewrite);
     }
     // Only token characters, digits and `;=., ` were written.
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// `name;dur=` with the duration in milliseconds to the microsecond, by integer arithmetic: this runs on
-/// every response, and float formatting costs several times as much.
+/// `name;dur=` with the duration in milliseconds to the microsecond, by integer arithmetic (float
+/// formatting costs several times as much).
 fn push_metric(out: &mut String, name: &str, took: Duration) {
     let micros = took.as_micros();
-    out.push_str(name);
-    out.push_str(";dur=");
-    out.push_str(&(micros / 1000).to_string());
-    out.push('.');
-    let fraction = (micros % 1000).to_string();
-    for _ in fraction.len()..3 {
-        out.push('0');
-    }
-    out.push_str(&fraction);
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{name};dur={}.{:03}", micros / 1000, micros % 1000);
 }
 
 /// What a response's `Server-Timing` values say of the proxy's phases.
