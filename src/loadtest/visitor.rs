@@ -130,7 +130,7 @@ struct Fetched {
     len: usize,
     /// From the request's first byte sent to the response's last byte read.
     took: Duration,
-    /// What the proxy's `Server-Timing` said of its own phases (nothing, direct).
+    /// What the proxy's `Server-Timing` said of its own phases: for the document only, and nothing direct.
     phases: Phases,
 }
 
@@ -152,12 +152,16 @@ async fn fetch(
     let exchange = async {
         let res = sender.send_request(req).await?;
         let status = res.status();
-        let phases = timing::parse(
-            res.headers()
-                .get_all("server-timing")
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        );
+        // Read for the document only: an asset's would go unused, and the generator shares the cores.
+        let phases = match page {
+            true => timing::parse(
+                res.headers()
+                    .get_all("server-timing")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            ),
+            false => Phases::default(),
+        };
         let body = read_body(res.into_body(), keep).await?;
         Ok::<_, LoadError>((status, body, phases))
     };
