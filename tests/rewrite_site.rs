@@ -47,15 +47,19 @@ async fn home_page_loads_rewritten_with_the_agent_once() {
     stack.stop().await;
 }
 
-/// Our `Server-Timing` entries in `reply`, read as the load test reads them.
-fn timing(reply: &support::Reply) -> cobrowse_proxy::headers::timing::Phases {
-    let values: Vec<&str> = reply
+/// Every `Server-Timing` value of `reply`, ours and the origin's.
+fn server_timing(reply: &support::Reply) -> Vec<&str> {
+    reply
         .headers
         .get_all("server-timing")
         .iter()
         .map(|v| v.to_str().unwrap())
-        .collect();
-    cobrowse_proxy::headers::timing::parse(values)
+        .collect()
+}
+
+/// Our `Server-Timing` entries in `reply`, read as the load test reads them.
+fn timing(reply: &support::Reply) -> cobrowse_proxy::headers::timing::Phases {
+    cobrowse_proxy::headers::timing::parse(server_timing(reply))
 }
 
 #[tokio::test]
@@ -75,12 +79,7 @@ async fn responses_tell_the_proxys_own_timing_beside_the_origins() {
         ))
         .await;
     assert_eq!(page.status, StatusCode::OK);
-    let values: Vec<&str> = page
-        .headers
-        .get_all("server-timing")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    let values = server_timing(&page);
     assert!(values.contains(&"db;dur=53"), "{values:?}");
     let phases = timing(&page);
     let (fetch, rewrite) = (phases.fetch.unwrap(), phases.rewrite.unwrap());

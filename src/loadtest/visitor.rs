@@ -153,14 +153,15 @@ async fn fetch(
         let res = sender.send_request(req).await?;
         let status = res.status();
         // Read for the document only: an asset's would go unused, and the generator shares the cores.
-        let phases = match page {
-            true => timing::parse(
+        let phases = if page {
+            timing::parse(
                 res.headers()
                     .get_all("server-timing")
                     .iter()
                     .filter_map(|v| v.to_str().ok()),
-            ),
-            false => Phases::default(),
+            )
+        } else {
+            Phases::default()
         };
         let body = read_body(res.into_body(), keep).await?;
         Ok::<_, LoadError>((status, body, phases))
