@@ -191,10 +191,17 @@ impl HtmlTransform {
             let _lent = scope::lend(out, &mut self.doc);
             rewriter.write(bytes)
         };
-        result.map_err(|e| {
+        result.or_else(|e| {
             // With graceful bail-out the rewriter already flushed the unprocessed input as it was.
             self.rewriter = None;
-            RewriteError::Html(e.to_string())
+            match e {
+                lol_html::errors::RewritingError::ContentHandlerError(ref why)
+                    if why.is::<RestUnchanged>() =>
+                {
+                    Ok(())
+                }
+                e => Err(RewriteError::Html(e.to_string())),
+            }
         })
     }
 }
@@ -243,6 +250,13 @@ fn full_settings(recipe: &Recipe) -> Settings<'static, 'static> {
         }));
     add_inline_text(settings)
 }
+
+/// A handler's error that means the rest of the document needs no rewriting: lol_html (with graceful
+/// bail-out on handler errors) flushes what it has not emitted as it is, and every later chunk passes
+/// untouched (`inject.rs`, once the head is done).
+#[derive(Debug, thiserror::Error)]
+#[error("the rest of the document needs no rewriting")]
+pub(super) struct RestUnchanged;
 
 /// Keeps lol_html in its lexer for the whole document. Without a document-level handler it scans for
 /// tags only, and since both rewrites' `*` matches every start tag it switches to the lexer and back
