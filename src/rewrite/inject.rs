@@ -101,7 +101,7 @@ fn on_start_tag(
         if place_agent(el, tag) {
             state.fetch_or(AGENT_IN, Ordering::Relaxed);
         }
-    } else if now & LEX_ALL == 0 && !opens_raw_head && !HEAD_TAGS.contains(&name.as_str()) {
+    } else if now & LEX_ALL == 0 && !HEAD_TAGS.contains(&name.as_str()) {
         return Err(Box::new(RestUnchanged));
     }
     if opens_raw_head {
